@@ -1,0 +1,33 @@
+"""Dataset adapters, one module per dataset (``shiftbench.datasets.<name>``), discovered by name.
+
+``load(name, **options)`` returns a :class:`shiftbench.dataset.Dataset`; installed packages add
+adapters through the ``shiftbench.datasets`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from shiftbench.dataset import Dataset, Grouper, Split, UnlabelledSplit
+from shiftbench.plugins import PluginRegistry
+
+registry = PluginRegistry("dataset", __name__, "shiftbench.datasets", Dataset)
+
+__all__ = ["Dataset", "Grouper", "Split", "UnlabelledSplit", "load", "names", "registry"]
+
+
+def load(name: str, **options: Any) -> Dataset:
+    """Load the dataset adapter ``name`` (e.g. ``"digits"``, ``"wilds/camelyon17"``) with its options."""
+    return _load_cached(name, json.dumps(options, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, options_json: str) -> Dataset:
+    return registry.get(name)(**json.loads(options_json))
+
+
+def names() -> list[str]:
+    """Every registered dataset name."""
+    return registry.names()

@@ -1,0 +1,179 @@
+"""The dataset contract, WILDS style: named splits with labels and metadata, a grouper, and eval.
+
+A dataset adapter subclasses :class:`Dataset`, sets ``name`` (the registry key, e.g. ``"digits"``
+or ``"wilds/camelyon17"``) and fills ``self.splits`` in ``__init__``. Split names follow WILDS:
+``train`` (labelled source), ``id_val``/``id_test`` (held-out source), ``val``/``test`` (shifted).
+Methods never receive a :class:`Split`; they receive an :class:`UnlabelledSplit`, which has no ``y``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+
+from shiftbench.arrays import check_labels, to_numpy
+from shiftbench.errors import ShiftbenchError
+from shiftbench.metrics import classification_metrics
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """Content hash of arrays (shape, dtype and bytes)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class UnlabelledSplit:
+    """What a method may see of a target split: inputs and label-free metadata, never ``y``."""
+
+    name: str
+    n: int
+    _inputs: Callable[[np.ndarray], Any] = field(repr=False)
+    metadata: pd.DataFrame = field(repr=False)
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return self.n
+
+    def inputs(self, index: np.ndarray | slice | None = None) -> Any:
+        """Raw inputs for ``index`` (all if ``None``): an array of images or feature rows."""
+        return self._inputs(_as_index(index, self.n))
+
+
+@dataclass
+class Split:
+    """A labelled split: ``y`` (n,), ``metadata`` (a DataFrame with one row per example) and inputs.
+
+    Inputs live either in memory (``x``) or behind ``load_inputs(index) -> array`` for data read
+    from disk on demand (WILDS images). ``fingerprint`` identifies the content for caching.
+    """
+
+    name: str
+    y: np.ndarray
+    metadata: pd.DataFrame
+    x: np.ndarray | None = field(default=None, repr=False)
+    load_inputs: Callable[[np.ndarray], Any] | None = field(default=None, repr=False)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        self.y = check_labels(self.y, name=f"labels of split {self.name!r}")
+        if self.x is None and self.load_inputs is None:
+            raise ShiftbenchError(f"split {self.name!r} needs either in-memory inputs x or a load_inputs function")
+        if self.x is not None and len(self.x) != len(self.y):
+            raise ShiftbenchError(f"split {self.name!r}: {len(self.x)} inputs but {len(self.y)} labels")
+        if len(self.metadata) != len(self.y):
+            raise ShiftbenchError(f"split {self.name!r}: {len(self.metadata)} metadata rows but {len(self.y)} labels")
+        self.metadata = self.metadata.reset_index(drop=True)
+        if not self.fingerprint:
+            if self.x is None:
+                raise ShiftbenchError(f"split {self.name!r} loads inputs lazily, so it must be given a fingerprint")
+            self.fingerprint = fingerprint_arrays(self.x, self.y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def inputs(self, index: np.ndarray | slice | None = None) -> Any:
+        """Raw inputs for ``index`` (all if ``None``)."""
+        index = _as_index(index, len(self))
+        if self.x is not None:
+            return self.x[index]
+        return self.load_inputs(index)
+
+    def subset(self, index: np.ndarray, name: str | None = None, tag: str = "") -> Split:
+        """The examples at ``index`` (in that order, repeats allowed) as a new split."""
+        index = np.asarray(index, dtype=np.int64)
+        fp = hashlib.sha256(f"{self.fingerprint}|{tag}|".encode() + index.tobytes()).hexdigest()[:16]
+        if self.x is not None:
+            return Split(name or self.name, self.y[index], self.metadata.iloc[index], x=self.x[index], fingerprint=fp)
+        parent = self.load_inputs
+        return Split(name or self.name, self.y[index], self.metadata.iloc[index],
+                     load_inputs=lambda i: parent(index[i]), fingerprint=fp)
+
+    def unlabelled(self) -> UnlabelledSplit:
+        """The label-free view handed to methods and unsupervised scorers."""
+        meta = self.metadata.drop(columns=[c for c in ("y", "label") if c in self.metadata], errors="ignore")
+        return UnlabelledSplit(self.name, len(self), self.inputs, meta, self.fingerprint)
+
+
+def _as_index(index: np.ndarray | slice | None, n: int) -> np.ndarray | slice:
+    if index is None:
+        return slice(0, n)
+    return index
+
+
+class Grouper:
+    """Maps metadata rows to integer groups by the combinations of ``columns`` (WILDS' CombinatorialGrouper)."""
+
+    def __init__(self, columns: Sequence[str]):
+        self.columns = list(columns)
+
+    def group_ids(self, metadata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """Integer group per row and the name of each group (e.g. ``"y=3"``)."""
+        missing = [c for c in self.columns if c not in metadata.columns]
+        if missing:
+            raise ShiftbenchError(f"grouper needs metadata columns {missing}; available: {list(metadata.columns)}")
+        if not self.columns:
+            return np.zeros(len(metadata), dtype=np.int64), ["all"]
+        keys = metadata[self.columns].astype(str).agg(",".join, axis=1) if len(self.columns) > 1 \
+            else metadata[self.columns[0]].astype(str)
+        names_sorted, ids = np.unique(keys.to_numpy(), return_inverse=True)
+        prefix = ",".join(self.columns)
+        return ids.astype(np.int64), [f"{prefix}={n}" for n in names_sorted]
+
+
+class Dataset:
+    """Base class of dataset adapters: subclasses set ``name`` and fill ``splits`` in ``__init__``."""
+
+    name: ClassVar[str]
+    #: "image" (uint8 arrays N,H,W[,C]) or "tabular" (float N,d) or another modality.
+    input_kind: ClassVar[str] = "image"
+    #: Hydra-visible options of ``__init__`` and their defaults (shown by ``shiftbench list``).
+    download_command: ClassVar[str | None] = None
+
+    def __init__(self, **options: Any):
+        self.options = options
+        self.splits: dict[str, Split] = {}
+        self.n_classes: int = 0
+        self.grouper = Grouper([])
+        self.class_names: list[str] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash over all splits."""
+        h = hashlib.sha256(self.name.encode())
+        for key in sorted(self.splits):
+            h.update(f"{key}:{self.splits[key].fingerprint};".encode())
+        return h.hexdigest()[:16]
+
+    def split(self, name: str) -> Split:
+        """The split called ``name``; a clear error lists the ones this dataset has."""
+        if name not in self.splits:
+            raise ShiftbenchError(f"dataset {self.name!r} has no split {name!r}; its splits: {', '.join(self.splits)}")
+        return self.splits[name]
+
+    def evaluate(self, split: str | Split, y_pred: Any, y_prob: Any = None) -> dict[str, float]:
+        """Metrics of predictions on a split, named as WILDS names them (``acc_avg``, ``acc_wg`` ...).
+
+        ``y_pred`` are predicted classes; ``y_prob`` (optional, (N, K)) adds calibration metrics.
+        """
+        s = split if isinstance(split, Split) else self.split(split)
+        y_pred = to_numpy(y_pred, "y_pred")
+        groups, _ = self.grouper.group_ids(s.metadata.assign(y=s.y))
+        return classification_metrics(s.y, y_pred, y_prob, groups=groups, n_classes=self.n_classes)
+
+    def info(self) -> pd.DataFrame:
+        """One row per split: size, number of groups, class counts."""
+        rows = []
+        for key, s in self.splits.items():
+            groups, names = self.grouper.group_ids(s.metadata.assign(y=s.y))
+            rows.append({"split": key, "n": len(s), "groups": len(np.unique(groups)),
+                         "classes": int(len(np.unique(s.y)))})
+        return pd.DataFrame(rows)

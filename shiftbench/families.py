@@ -1,0 +1,224 @@
+"""The four method families and the label-free :class:`Task` a method receives for one cell.
+
+| family      | base class             | sees                                          | implements              |
+|-------------|------------------------|-----------------------------------------------|-------------------------|
+| output      | :class:`OutputAdapter` | each target batch's probs and features        | ``adapt(probs, feats)`` |
+| tta         | :class:`ModelAdapter`  | the source network, unlabelled target batches | ``setup``, ``step``     |
+| domain      | :class:`DomainAdapter` | labelled source and unlabelled target features| ``fit``, ``predict_proba`` |
+| estimator   | :class:`PerformanceEstimator` | labelled reference outputs, target chunks | ``fit``, ``estimate``   |
+
+A plugin is one file in ``methods/`` with a subclass of one of these, a ``name`` and a
+``grid`` (hyperparameter -> list of values) next to the code. Hyperparameters are the keyword
+arguments of ``__init__``, stored as attributes of the same name (scikit-learn convention).
+Target labels never reach a method: :class:`Task` holds an :class:`UnlabelledSplit`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from shiftbench.arrays import check_probs, softmax
+from shiftbench.cache import ArrayCache
+from shiftbench.dataset import Dataset, Split, UnlabelledSplit
+from shiftbench.errors import ShiftbenchError
+from shiftbench.models import SourceModel
+
+
+@dataclass
+class Outputs:
+    """A source model's outputs on a split: features, logits, probabilities (and labels for source)."""
+
+    feats: np.ndarray
+    logits: np.ndarray
+    y: np.ndarray | None = None
+
+    @property
+    def probs(self) -> np.ndarray:
+        return softmax(self.logits.astype(np.float64))
+
+
+@dataclass
+class Task:
+    """Everything a method may use in one cell; no target labels."""
+
+    n_classes: int
+    target: UnlabelledSplit
+    batches: list[np.ndarray]
+    seed: int
+    model: SourceModel = field(repr=False)
+    cache: ArrayCache = field(repr=False)
+    source_splits: dict[str, Split] = field(repr=False, default_factory=dict)
+
+    def target_outputs(self) -> Outputs:
+        """Cached source-model outputs on the whole target split (target order, not stream order)."""
+        out = self.model.outputs(self.target, self.cache)
+        return Outputs(out["feats"], out["logits"])
+
+    def source_outputs(self, split: str = "train") -> Outputs:
+        """Cached source-model outputs with labels on a labelled source split (``train``, ``id_val``)."""
+        if split not in self.source_splits:
+            raise ShiftbenchError(f"no labelled source split {split!r}; available: {', '.join(self.source_splits)}")
+        s = self.source_splits[split]
+        out = self.model.outputs(s, self.cache)
+        return Outputs(out["feats"], out["logits"], s.y)
+
+    def target_batch(self, index: np.ndarray) -> torch.Tensor:
+        """Preprocessed target inputs for ``index``, ready for the network."""
+        return self.model.preprocess(self.target.inputs(index)).to(self.model.device)
+
+    def network(self) -> torch.nn.Module:
+        """A fresh copy of the source network (eval mode) that the method may modify."""
+        return self.model.fresh_network()
+
+
+@dataclass
+class Truth:
+    """Target labels and the dataset's evaluation, seen only by the runner's metric code."""
+
+    dataset: Dataset
+    split: Split
+
+
+class Method(ABC):
+    """Base class of every method plugin."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    #: hyperparameter -> values swept by the runner (the defaults of ``__init__`` if empty)
+    grid: ClassVar[dict[str, list]] = {}
+
+    @classmethod
+    def default_hyperparameters(cls) -> dict[str, Any]:
+        """The keyword arguments of ``__init__`` and their defaults."""
+        sig = inspect.signature(cls.__init__)
+        return {k: p.default for k, p in sig.parameters.items()
+                if k != "self" and p.kind is p.KEYWORD_OR_POSITIONAL and p.default is not p.empty}
+
+    def get_params(self) -> dict[str, Any]:
+        """Current hyperparameters (scikit-learn convention)."""
+        return {k: getattr(self, k) for k in self.default_hyperparameters()}
+
+    def not_applicable(self, model: SourceModel, dataset: Dataset) -> str | None:
+        """A reason why this method cannot run with ``model`` on ``dataset``, or ``None``."""
+        return None
+
+    @abstractmethod
+    def run(self, task: Task) -> Any:
+        """Do the method's work on one cell and return what :meth:`evaluate` scores."""
+
+    @abstractmethod
+    def evaluate(self, output: Any, truth: Truth, task: Task) -> dict[str, float]:
+        """Metrics of ``output`` against the target labels (runner only)."""
+
+
+class PredictionMethod(Method):
+    """A method whose output is target class probabilities (N, K), in target order."""
+
+    abstract = True
+
+    def evaluate(self, output: Any, truth: Truth, task: Task) -> dict[str, float]:
+        probs = check_probs(output, f"probabilities returned by method {self.name!r}")
+        if probs.shape != (len(truth.split), task.n_classes):
+            raise ShiftbenchError(
+                f"method {self.name!r} returned probabilities of shape {probs.shape}; "
+                f"expected {(len(truth.split), task.n_classes)} (one row per target example, in target order)"
+            )
+        return truth.dataset.evaluate(truth.split, probs.argmax(1), probs)
+
+
+class OutputAdapter(PredictionMethod):
+    """Adapts each target batch's output probabilities (LAME, prior correction); updates nothing persistent."""
+
+    abstract = True
+    family = "output"
+
+    @abstractmethod
+    def adapt(self, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """Adapted probabilities (N, K) of one batch from its source probabilities and features."""
+
+    def run(self, task: Task) -> np.ndarray:
+        out = task.target_outputs()
+        probs, adapted = out.probs, np.empty((len(task.target), task.n_classes))
+        for index in task.batches:
+            adapted[index] = self.adapt(probs[index], out.feats[index])
+        return adapted
+
+
+class ModelAdapter(PredictionMethod):
+    """Updates the model online from unlabelled target batches (BN-adapt, Tent)."""
+
+    abstract = True
+    family = "tta"
+
+    @abstractmethod
+    def setup(self, network: torch.nn.Module, task: Task) -> None:
+        """Prepare a fresh copy of the source network before the stream starts."""
+
+    @abstractmethod
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for one target batch (and whatever update the method makes on it)."""
+
+    def run(self, task: Task) -> np.ndarray:
+        torch.manual_seed(task.seed)
+        self.setup(task.network(), task)
+        probs = np.empty((len(task.target), task.n_classes))
+        for index in task.batches:
+            logits = self.step(task.target_batch(index))
+            probs[index] = torch.softmax(logits.detach().double(), 1).cpu().numpy()
+        return probs
+
+
+class DomainAdapter(PredictionMethod):
+    """Fits its own estimator on labelled source and unlabelled target features (DW-GCS, KMM, IW)."""
+
+    abstract = True
+    family = "domain"
+
+    @abstractmethod
+    def fit(self, X_source: np.ndarray, y_source: np.ndarray, X_target: np.ndarray) -> DomainAdapter:
+        ...
+
+    @abstractmethod
+    def predict_proba(self, X_target: np.ndarray) -> np.ndarray:
+        ...
+
+    def run(self, task: Task) -> np.ndarray:
+        src, tgt = task.source_outputs("train"), task.target_outputs()
+        self.fit(src.feats, src.y, tgt.feats)
+        return self.predict_proba(tgt.feats)
+
+
+class PerformanceEstimator(Method):
+    """Estimates the source model's accuracy on unlabelled target chunks from a labelled reference."""
+
+    abstract = True
+    family = "estimator"
+
+    @abstractmethod
+    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> PerformanceEstimator:
+        ...
+
+    @abstractmethod
+    def estimate_accuracy(self, probs: np.ndarray) -> float:
+        """Estimated accuracy of argmax predictions on one chunk of target probabilities."""
+
+    def run(self, task: Task) -> pd.DataFrame:
+        ref = task.source_outputs("id_val")
+        self.fit(ref.probs, ref.y)
+        probs = task.target_outputs().probs
+        return pd.DataFrame({"chunk": range(len(task.batches)),
+                             "estimate": [self.estimate_accuracy(probs[i]) for i in task.batches]})
+
+    def evaluate(self, output: pd.DataFrame, truth: Truth, task: Task) -> dict[str, float]:
+        probs = task.target_outputs().probs
+        correct = probs.argmax(1) == truth.split.y
+        realised = np.array([correct[i].mean() for i in task.batches])
+        err = np.abs(output["estimate"].to_numpy() - realised)
+        return {"mae_acc": float(err.mean()), "max_ae_acc": float(err.max())}

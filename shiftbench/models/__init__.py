@@ -1,0 +1,121 @@
+"""Source models: a backbone giving ``features(x)`` and a linear head giving ``logits``.
+
+A model plugin is a :class:`ModelSpec` subclass in a module of this package (one file per model
+family); ``build(dataset, seed, ...)`` returns a :class:`SourceModel`, trained by the harness and
+cached, or loaded from shipped weights. :meth:`SourceModel.outputs` runs the forward pass over a
+split once and caches features and logits by (model fingerprint, split fingerprint).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from shiftbench.cache import ArrayCache
+from shiftbench.plugins import PluginRegistry
+
+
+@dataclass
+class SourceModel:
+    """A trained classifier split into ``backbone`` (inputs -> features) and ``head`` (features -> logits).
+
+    ``preprocess`` turns a batch of raw inputs (as a split stores them) into the tensor the
+    backbone expects. ``fingerprint`` identifies the weights; ``pretrained`` says where they came from.
+    """
+
+    name: str
+    backbone: nn.Module
+    head: nn.Module
+    preprocess: Callable[[Any], torch.Tensor]
+    fingerprint: str
+    pretrained: str = "trained-by-harness"
+    device: str = "cpu"
+    forward_passes: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.network = nn.Sequential(self.backbone, self.head).to(self.device).eval()
+
+    def fresh_network(self) -> nn.Module:
+        """A deep copy of the network in eval mode, for methods that update parameters."""
+        return copy.deepcopy(self.network).eval()
+
+    def has_batchnorm(self) -> bool:
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.network.modules())
+
+    @torch.no_grad()
+    def forward_arrays(self, inputs: Any, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """Features and logits of raw ``inputs`` (uncached), in eval mode."""
+        self.network.eval()
+        feats, logits = [], []
+        for start in range(0, len(inputs), batch_size):
+            x = self.preprocess(inputs[start:start + batch_size]).to(self.device)
+            f = self.backbone(x)
+            feats.append(f.float().cpu().numpy())
+            logits.append(self.head(f).float().cpu().numpy())
+        self.forward_passes += 1
+        return {"feats": np.concatenate(feats), "logits": np.concatenate(logits)}
+
+    def outputs(self, split: Any, cache: ArrayCache, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """Cached ``{"feats", "logits"}`` of a split (labelled or not): one forward pass per (model, split)."""
+        return cache.get_or_compute(
+            "outputs", {"model": self.fingerprint, "split": split.fingerprint},
+            lambda: self.forward_arrays(split.inputs(), batch_size),
+        )
+
+
+class ModelSpec:
+    """Base class of model plugins: ``build`` returns a :class:`SourceModel` for a dataset."""
+
+    name: ClassVar[str]
+    #: dataset input kinds this model applies to
+    input_kinds: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def build(self, dataset: Any, seed: int, cache_root: Path, device: str = "cpu") -> SourceModel:
+        raise NotImplementedError
+
+
+registry = PluginRegistry("model", __name__, "shiftbench.models", ModelSpec)
+
+
+def build_model(name: str, dataset: Any, seed: int, cache_root: Path, device: str = "cpu", **options: Any) -> SourceModel:
+    """Build (train or load, cached) the model plugin ``name`` for ``dataset``."""
+    return registry.get(name)(**options).build(dataset, seed, Path(cache_root), device)
+
+
+def state_fingerprint(module: nn.Module) -> str:
+    """Hash of a module's weights and buffers."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def image_preprocess(size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable[[Any], torch.Tensor]:
+    """uint8 images (N,H,W) or (N,H,W,C) -> normalised float tensor (N,C,size,size)."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def preprocess(images: Any) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float32) / 255.0
+        if x.ndim == 3:
+            x = x.unsqueeze(-1)
+        x = x.permute(0, 3, 1, 2)
+        if x.shape[1] != channels:
+            x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, channels, -1, -1)
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return (x - mean_t) / std_t
+
+    return preprocess

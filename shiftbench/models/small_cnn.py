@@ -1,0 +1,81 @@
+"""A small CNN with BatchNorm, trained by the harness on the source split (seeded, cached)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
+from shiftbench.models import ModelSpec, SourceModel, image_preprocess, state_fingerprint
+
+
+def make_backbone(channels: int, size: int, width: int = 32, feature_dim: int = 128) -> nn.Module:
+    """Two conv-BN-ReLU-pool blocks and a linear-BN-ReLU layer: inputs -> ``feature_dim`` features."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * (size // 4) ** 2, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(),
+    )
+
+
+class SmallCNN(ModelSpec):
+    """Small CNN with BatchNorm trained on the source ``train`` split (Adam, seeded; cached by data, config, seed)."""
+
+    name = "small_cnn"
+    defaults = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "width": 32, "size": 28}
+
+    def build(self, dataset: Any, seed: int, cache_root: Path, device: str = "cpu") -> SourceModel:
+        cfg = {**self.defaults, **self.options}
+        train = dataset.split("train")
+        images = np.asarray(train.inputs())
+        channels = 1 if images.ndim == 3 else images.shape[-1]
+        pixels = images.astype(np.float32) / 255.0
+        mean = tuple(float(v) for v in np.atleast_1d(pixels.mean(axis=tuple(range(pixels.ndim - (images.ndim == 4))))))
+        std = tuple(float(v) for v in np.atleast_1d(pixels.std(axis=tuple(range(pixels.ndim - (images.ndim == 4))))))
+        preprocess = image_preprocess(cfg["size"], channels, mean, std)
+        backbone = make_backbone(channels, cfg["size"], cfg["width"])
+        head = nn.Linear(128, dataset.n_classes)
+        key = stable_hash({"cfg": cfg, "data": train.fingerprint, "seed": seed, "code": code_version(SmallCNN),
+                           "torch": torch.__version__.split("+")[0]})
+        path = Path(cache_root) / "models" / f"small_cnn-{key}.pt"
+        net = nn.Sequential(backbone, head)
+        if path.exists():
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            self._train(net, preprocess, images, train.y, cfg, seed, device)
+            import io
+
+            buf = io.BytesIO()
+            torch.save(net.state_dict(), buf)
+            atomic_write_bytes(path, buf.getvalue())
+        return SourceModel(self.name, backbone, head, preprocess, state_fingerprint(net), "trained-by-harness", device)
+
+    @staticmethod
+    def _train(net: nn.Module, preprocess, images: np.ndarray, y: np.ndarray, cfg: dict, seed: int, device: str) -> None:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        net.to(device).train()
+        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+        x_all = preprocess(images)
+        y_all = torch.as_tensor(y)
+        n, bs = len(y), cfg["batch_size"]
+        steps = cfg["epochs"] * ((n + bs - 1) // bs)
+        with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False) as bar:
+            for _ in range(cfg["epochs"]):
+                order = torch.as_tensor(rng.permutation(n))
+                for start in range(0, n, bs):
+                    idx = order[start:start + bs]
+                    if len(idx) < 2:
+                        continue
+                    loss = nn.functional.cross_entropy(net(x_all[idx].to(device)), y_all[idx].to(device))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    bar.update(1)
+        net.cpu().eval()
