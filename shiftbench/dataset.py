@@ -54,6 +54,9 @@ class Split:
 
     Inputs live either in memory (``x``) or behind ``load_inputs(index) -> array`` for data read
     from disk on demand (WILDS images). ``fingerprint`` identifies the content for caching.
+    ``task`` is ``"classification"`` (``y`` integer classes, validated) or another target kind whose
+    ``y`` is kept as given: ``"regression"`` (floats), ``"multitask"`` / ``"sequence"`` (2-D, NaN =
+    unlabelled) or ``"detection"`` (an object array of box dicts).
     """
 
     name: str
@@ -62,9 +65,13 @@ class Split:
     x: np.ndarray | None = field(default=None, repr=False)
     load_inputs: Callable[[np.ndarray], Any] | None = field(default=None, repr=False)
     fingerprint: str = ""
+    task: str = "classification"
 
     def __post_init__(self) -> None:
-        self.y = check_labels(self.y, name=f"labels of split {self.name!r}")
+        if self.task == "classification":
+            self.y = check_labels(self.y, name=f"labels of split {self.name!r}")
+        else:
+            self.y = np.asarray(self.y)
         if self.x is None and self.load_inputs is None:
             raise ShiftbenchError(f"split {self.name!r} needs either in-memory inputs x or a load_inputs function")
         if self.x is not None and len(self.x) != len(self.y):
@@ -92,10 +99,11 @@ class Split:
         index = np.asarray(index, dtype=np.int64)
         fp = hashlib.sha256(f"{self.fingerprint}|{tag}|".encode() + index.tobytes()).hexdigest()[:16]
         if self.x is not None:
-            return Split(name or self.name, self.y[index], self.metadata.iloc[index], x=self.x[index], fingerprint=fp)
+            return Split(name or self.name, self.y[index], self.metadata.iloc[index], x=self.x[index],
+                         fingerprint=fp, task=self.task)
         parent = self.load_inputs
         return Split(name or self.name, self.y[index], self.metadata.iloc[index],
-                     load_inputs=lambda i: parent(index[i]), fingerprint=fp)
+                     load_inputs=lambda i: parent(index[i]), fingerprint=fp, task=self.task)
 
     def unlabelled(self) -> UnlabelledSplit:
         """The label-free view handed to methods and unsupervised scorers."""
@@ -141,6 +149,8 @@ class Dataset:
     def __init__(self, **options: Any):
         self.options = options
         self.splits: dict[str, Split] = {}
+        #: unlabelled target pools (e.g. WILDS' ``test_unlabeled``), where the dataset has them
+        self.unlabelled: dict[str, UnlabelledSplit] = {}
         self.n_classes: int = 0
         self.grouper = Grouper([])
         self.class_names: list[str] | None = None
