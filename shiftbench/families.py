@@ -196,10 +196,16 @@ class DomainAdapter(PredictionMethod):
 
 
 class PerformanceEstimator(Method):
-    """Estimates the source model's accuracy on unlabelled target chunks from a labelled reference."""
+    """Estimates the source model's accuracy on unlabelled target chunks from a labelled reference.
+
+    An estimator that also needs covariates (density ratios: M-CBPE, importance weighting) sets
+    ``uses_features = True``; it then receives the model's features as ``fit(..., reference_feats=)``
+    and ``estimate_accuracy(probs, feats=)``.
+    """
 
     abstract = True
     family = "estimator"
+    uses_features: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> PerformanceEstimator:
@@ -210,11 +216,14 @@ class PerformanceEstimator(Method):
         """Estimated accuracy of argmax predictions on one chunk of target probabilities."""
 
     def run(self, task: Task) -> pd.DataFrame:
-        ref = task.source_outputs("id_val")
-        self.fit(ref.probs, ref.y)
-        probs = task.target_outputs().probs
-        return pd.DataFrame({"chunk": range(len(task.batches)),
-                             "estimate": [self.estimate_accuracy(probs[i]) for i in task.batches]})
+        ref, target = task.source_outputs("id_val"), task.target_outputs()
+        if self.uses_features:
+            self.fit(ref.probs, ref.y, reference_feats=ref.feats)
+            estimates = [self.estimate_accuracy(target.probs[i], feats=target.feats[i]) for i in task.batches]
+        else:
+            self.fit(ref.probs, ref.y)
+            estimates = [self.estimate_accuracy(target.probs[i]) for i in task.batches]
+        return pd.DataFrame({"chunk": range(len(task.batches)), "estimate": estimates})
 
     def evaluate(self, output: pd.DataFrame, truth: Truth, task: Task) -> dict[str, float]:
         probs = task.target_outputs().probs

@@ -1,0 +1,336 @@
+"""Confidence-based performance estimation: CBPE (NannyML) and M-CBPE (Kivimaki et al. 2024).
+
+**CBPE.** On a labelled reference set, each class score (binary: the positive-class score;
+multiclass: each one-vs-rest column) is recalibrated by isotonic regression if that lowers the
+expected calibration error, judged exactly as NannyML judges it: skip if the reference holds one
+class or the score's ROC AUC exceeds 0.999; else 10 stratified shuffle splits (test size 0.1,
+random_state 42), isotonic fits on each train part, and the ECE of the pooled test parts before vs
+after calibration, with 10 equal-count bins over the sorted scores. Multiclass calibrated columns
+are renormalised to sum to one (uniform where all are zero). On an unlabelled chunk, calibrated
+probabilities q stand in for the labels: expected TP = sum of q over rows predicted positive,
+FP = sum of 1 - q there, FN = sum of q over rows predicted negative; accuracy = mean q of the
+predicted class; precision, recall, F1 from these expected counts (macro over classes one-vs-rest);
+ROC AUC from the curve whose true-positive mass is the calibrated q, ordered by the uncalibrated
+score (cumulative sums rounded to 5 decimals, as NannyML does). All chunks are estimated in one
+vectorised pass (bincounts over chunk x class, one batched sort per chunk size for ROC AUC).
+
+**M-CBPE** (multi-calibrated CBPE; Kivimaki, Bialek, Kuberski, Perrakis 2024, "We don't need no
+labels"). Under covariate shift the reference calibration no longer holds on the chunk; the
+calibrator is refitted for each chunk on the reference weighted by the density ratio
+w(x) = p_chunk(x) / p_ref(x). No public code exists; the choices made here:
+
+- density ratio from a domain classifier (reference = 0, chunk = 1) on the covariates,
+  ``classifier="logistic"`` (standardised features, L2 logistic regression; stable for the small
+  chunks of a stream) or ``"gbm"`` (histogram gradient boosting, the paper's LightGBM analogue);
+- reference rows are scored **out of fold** (``n_folds``-fold cross-fitting over reference + chunk),
+  so the classifier cannot memorise the rows it weights;
+- w = P(chunk|x) / P(ref|x) * n_ref / n_chunk, classifier probabilities clipped to [1e-6, 1 - 1e-6],
+  ratios clipped at ``max_ratio`` times their mean, then normalised to mean 1 (weight clipping
+  bounds the variance that a few extreme ratios would otherwise cause);
+- calibrator: weighted isotonic regression per class score (always applied: the weighted fit is
+  the point of the method), multiclass columns renormalised as in CBPE; then the CBPE formulas.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
+from shiftbench.errors import ShiftbenchError
+from shiftbench.families import PerformanceEstimator
+from shiftbench.methods._density_ratio import density_ratios
+from shiftbench.monitoring import REALISED, Chunks, add_alerts, make_chunks, realised_metrics, reference_band
+
+METRICS = tuple(REALISED)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def as_score_matrix(proba: Any, name: str = "proba") -> np.ndarray:
+    """(N, K) class probabilities; a 1-D positive-class score becomes the binary matrix [1 - p, p]."""
+    p = to_numpy(proba, name)
+    if p.ndim == 1:
+        p = check_matrix(p[:, None], name).astype(np.float64)
+        if (p < 0).any() or (p > 1).any():
+            raise ShiftbenchError(f"{name}: binary scores must lie in [0, 1]; did you pass logits?")
+        return np.hstack([1.0 - p, p])
+    return check_probs(p, name).astype(np.float64)
+
+
+def predicted_classes(pred: Any, scores: np.ndarray, name: str = "pred") -> np.ndarray:
+    """The monitored model's predicted classes; the argmax of ``scores`` when not given."""
+    if pred is None:
+        return scores.argmax(1)
+    return check_labels(pred, scores.shape[1], name, n=len(scores))
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def _equal_count_edges(n: int, n_bins: int) -> np.ndarray:
+    """Left edges of NannyML's equal-count bins over n sorted values (at least 2 per bin)."""
+    if n <= 2 * n_bins:
+        n_bins = n // 2
+        if n_bins < 2:
+            raise ShiftbenchError(f"the reference set is too small to judge calibration ({n} test rows); give more rows")
+    edges = np.arange(0, n + 1, n // n_bins)
+    edges[-1] = n
+    return edges
+
+
+def binned_calibration_error(y: np.ndarray, p: np.ndarray, edges: np.ndarray) -> float:
+    """Expected calibration error over equal-count bins of the sorted scores (bins given by ``edges``)."""
+    order = np.argsort(p)
+    p, y = p[order], y[order].astype(np.float64)
+    lefts, counts = edges[:-1], np.diff(edges)
+    gap = np.abs(np.add.reduceat(p, lefts) / counts - np.add.reduceat(y, lefts) / counts)
+    return float(np.sum(counts / len(p) * gap))
+
+
+def isotonic() -> IsotonicRegression:
+    return IsotonicRegression(out_of_bounds="clip", increasing=True)
+
+
+def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: int = 10) -> bool:
+    """Whether isotonic recalibration lowers the ECE of binary score ``p`` (NannyML's rule)."""
+    if len(np.unique(y)) == 1 or roc_auc_score(y, p) > 0.999:
+        return False
+    splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.1, random_state=42).split(p, y)
+    ys, raw, cal = [], [], []
+    for train, test in splits:
+        ys.append(y[test])
+        raw.append(p[test])
+        cal.append(isotonic().fit(p[train], y[train]).predict(p[test]))
+    ys, raw, cal = np.concatenate(ys), np.concatenate(raw), np.concatenate(cal)
+    edges = _equal_count_edges(len(raw), n_bins)
+    return binned_calibration_error(ys, raw, edges) > binned_calibration_error(ys, cal, edges)
+
+
+def score_columns(n_classes: int) -> list[int]:
+    """Columns calibrated and scored: the positive class when binary, every class otherwise."""
+    return [1] if n_classes == 2 else list(range(n_classes))
+
+
+def calibrated_matrix(scores: np.ndarray, calibrators: dict[int, IsotonicRegression | None]) -> np.ndarray:
+    """Apply per-column calibrators (``None`` = identity) and renormalise rows (binary: [1 - q, q])."""
+    k = scores.shape[1]
+    if k == 2:
+        c = calibrators[1]
+        q = scores[:, 1] if c is None else c.predict(scores[:, 1])
+        return np.column_stack([1.0 - q, q])
+    q = np.column_stack([scores[:, j] if calibrators[j] is None else calibrators[j].predict(scores[:, j])
+                         for j in range(k)])
+    total = q.sum(1, keepdims=True)
+    return np.divide(q, total, out=np.full_like(q, 1.0 / k), where=total != 0)
+
+
+# ----------------------------------------------------------------------------- estimation formulas
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+CONFUSION_METRICS = {
+    "precision": lambda tp, fp, fn: _ratio(tp, tp + fp),
+    "recall": lambda tp, fp, fn: _ratio(tp, tp + fn),
+    "f1": lambda tp, fp, fn: _ratio(tp, tp + 0.5 * (fp + fn)),
+}
+
+
+def expected_confusion(q: np.ndarray, pred: np.ndarray, chunks: Chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected TP, FP, FN per (chunk, class) from calibrated probabilities q (one-vs-rest)."""
+    m, k = len(chunks), q.shape[1]
+    cell = chunks.ids * k + pred
+    tp = np.bincount(cell, weights=q[np.arange(len(q)), pred], minlength=m * k).reshape(m, k)
+    n_pred = np.bincount(cell, minlength=m * k).reshape(m, k)
+    mass = np.bincount((chunks.ids[:, None] * k + np.arange(k)).ravel(), weights=q.ravel(),
+                       minlength=m * k).reshape(m, k)
+    return tp, n_pred - tp, mass - tp
+
+
+def estimated_roc_auc(q: np.ndarray, scores: np.ndarray, chunks: Chunks, columns: list[int]) -> np.ndarray:
+    """Expected ROC AUC per chunk (macro over ``columns``): positive mass q ordered by the raw scores.
+
+    Chunks of equal size are stacked and sorted in one batched argsort.
+    """
+    members, out = chunks.members(), np.full(len(chunks), np.nan)
+    sizes = np.array([len(i) for i in members])
+    for size in np.unique(sizes[sizes > 0]):
+        which = np.flatnonzero(sizes == size)
+        rows = np.stack([members[c] for c in which])  # (chunks, size)
+        raw, mass = scores[rows][:, :, columns], q[rows][:, :, columns]
+        order = np.argsort(raw, axis=1)[:, ::-1]
+        tps = np.cumsum(np.take_along_axis(mass, order, axis=1), axis=1)
+        fps = np.arange(1, size + 1)[None, :, None] - tps
+        pad = np.zeros((len(which), 1, len(columns)))
+        tps, fps = np.round(np.concatenate([pad, tps], 1), 5), np.round(np.concatenate([pad, fps], 1), 5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = np.trapezoid(tps / tps[:, -1:], fps / fps[:, -1:], axis=1)
+        out[which] = auc.mean(1)
+    return out
+
+
+def estimate_metrics(q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks,
+                     metrics: tuple[str, ...]) -> pd.DataFrame:
+    """CBPE estimates of ``metrics`` for every chunk from calibrated q and raw scores (one pass)."""
+    columns = score_columns(q.shape[1])
+    out = chunks.frame()
+    sizes = chunks.sizes()
+    if "accuracy" in metrics:
+        out["accuracy"] = _ratio(np.bincount(chunks.ids, weights=q[np.arange(len(q)), pred], minlength=len(chunks)),
+                                 sizes.astype(np.float64))
+    if any(m in CONFUSION_METRICS for m in metrics):
+        tp, fp, fn = (a[:, columns] for a in expected_confusion(q, pred, chunks))
+        for m in metrics:
+            if m in CONFUSION_METRICS:
+                out[m] = CONFUSION_METRICS[m](tp, fp, fn).mean(1)
+    if "roc_auc" in metrics:
+        out["roc_auc"] = estimated_roc_auc(q, scores, chunks, columns)
+    return out[["chunk", "key", "n", *metrics]]
+
+
+# ----------------------------------------------------------------------------- estimators
+
+
+class ConfidenceBasedEstimator(ABC):
+    """Shared fit/estimate flow: validate, calibrate (per subclass), estimate all chunks, add the alert band."""
+
+    def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc")):
+        metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise ShiftbenchError(f"unknown metrics {unknown or '(none given)'}; valid metrics: {', '.join(METRICS)}")
+        self.metrics = metrics
+
+    def _fit_reference(self, proba: Any, y: Any, pred: Any) -> None:
+        self.reference_scores_ = as_score_matrix(proba, "reference_proba")
+        self.n_classes_ = self.reference_scores_.shape[1]
+        self.reference_y_ = check_labels(y, self.n_classes_, "reference_y", n=len(self.reference_scores_))
+        self.reference_pred_ = predicted_classes(pred, self.reference_scores_, "reference_pred")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "reference_scores_"):
+            raise ShiftbenchError(f"{type(self).__name__} is not fitted; call .fit(...) with the labelled reference first")
+
+    def _inputs(self, proba: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        scores = as_score_matrix(proba, "proba")
+        if scores.shape[1] != self.n_classes_:
+            raise ShiftbenchError(f"proba has {scores.shape[1]} classes but the reference had {self.n_classes_}")
+        return scores, predicted_classes(pred, scores, "pred")
+
+    def bands(self, chunks: Chunks) -> dict[str, tuple[float, float]]:
+        """Alert band per metric from the reference chunked like ``chunks`` (their typical size)."""
+        size = int(np.median(chunks.sizes())) or 1
+        ref_chunks = make_chunks(len(self.reference_y_), chunk_size=size)
+        realised = realised_metrics(self.reference_y_, self.reference_scores_, self.reference_pred_, ref_chunks,
+                                    self.metrics)
+        return {m: reference_band(realised[m].to_numpy()) for m in self.metrics}
+
+    def _table(self, q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> pd.DataFrame:
+        return add_alerts(estimate_metrics(q, scores, pred, chunks, self.metrics), self.bands(chunks))
+
+
+class CBPE(ConfidenceBasedEstimator):
+    """NannyML's confidence-based performance estimation (binary and multiclass, one-vs-rest macro)."""
+
+    def fit(self, reference_proba: Any, reference_y: Any, reference_pred: Any = None) -> CBPE:
+        """Decide per class score whether to recalibrate, and fit the isotonic calibrators."""
+        self._fit_reference(reference_proba, reference_y, reference_pred)
+        self.calibrators_: dict[int, IsotonicRegression | None] = {}
+        for j in score_columns(self.n_classes_):
+            target = (self.reference_y_ == j).astype(np.int64)
+            p = self.reference_scores_[:, j]
+            self.calibrators_[j] = isotonic().fit(p, target) if needs_calibration(target, p) else None
+        return self
+
+    def calibrate(self, proba: Any) -> np.ndarray:
+        """Calibrated class probabilities (N, K) of ``proba``."""
+        self._check_fitted()
+        return calibrated_matrix(as_score_matrix(proba), self.calibrators_)
+
+    def estimate(self, proba: Any, pred: Any = None, chunk_size: int | None = None, periods: Any = None) -> pd.DataFrame:
+        """Estimated metrics per chunk (by ``chunk_size`` rows or by ``periods`` labels), with alert band."""
+        scores, pred = self._inputs(proba, pred)
+        chunks = make_chunks(len(scores), chunk_size, periods)
+        return self._table(calibrated_matrix(scores, self.calibrators_), scores, pred, chunks)
+
+
+class MCBPE(ConfidenceBasedEstimator):
+    """M-CBPE: CBPE with the calibrator refitted per chunk on density-ratio-weighted reference data."""
+
+    def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc"), classifier: str = "logistic",
+                 max_ratio: float = 20.0, n_folds: int = 5, seed: int = 0):
+        super().__init__(metrics)
+        self.classifier, self.max_ratio, self.n_folds, self.seed = classifier, max_ratio, n_folds, seed
+
+    def fit(self, X_ref: Any, proba: Any, y: Any, pred: Any = None) -> MCBPE:
+        """Store the labelled reference: covariates, scores, labels and predictions."""
+        self._fit_reference(proba, y, pred)
+        self.X_ref_ = check_matrix(X_ref, "X_ref", n_rows=len(self.reference_y_)).astype(np.float64)
+        return self
+
+    def chunk_calibrators(self, X_chunk: np.ndarray) -> dict[int, IsotonicRegression]:
+        """Isotonic calibrators fitted on the reference weighted by its density ratio to ``X_chunk``."""
+        w = density_ratios(self.X_ref_, X_chunk, self.classifier, self.max_ratio, self.n_folds, self.seed)
+        return {j: isotonic().fit(self.reference_scores_[:, j], (self.reference_y_ == j).astype(np.float64),
+                                  sample_weight=w)
+                for j in score_columns(self.n_classes_)}
+
+    def estimate(self, X: Any, proba: Any, pred: Any = None, chunk_size: int | None = None,
+                 periods: Any = None) -> pd.DataFrame:
+        """Estimated metrics per chunk, each with its own density-ratio-weighted calibration."""
+        scores, pred = self._inputs(proba, pred)
+        X = check_matrix(X, "X", n_rows=len(scores), n_cols=self.X_ref_.shape[1]).astype(np.float64)
+        chunks = make_chunks(len(scores), chunk_size, periods)
+        q = np.empty_like(scores)
+        for idx in chunks.members():
+            if len(idx):
+                q[idx] = calibrated_matrix(scores[idx], self.chunk_calibrators(X[idx]))
+        return self._table(q, scores, pred, chunks)
+
+
+# ----------------------------------------------------------------------------- runner plugins
+
+
+class CBPEEstimator(PerformanceEstimator):
+    """CBPE (NannyML): accuracy of argmax predictions from isotonic-calibrated confidences."""
+
+    name = "cbpe"
+    grid: ClassVar[dict] = {}
+
+    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> CBPEEstimator:
+        self.cbpe_ = CBPE(metrics=("accuracy",)).fit(reference_probs, reference_y)
+        return self
+
+    def estimate_accuracy(self, probs: np.ndarray) -> float:
+        return float(self.cbpe_.estimate(probs)["accuracy"].iloc[0])
+
+
+class MCBPEEstimator(PerformanceEstimator):
+    """M-CBPE (Kivimaki et al. 2024): CBPE recalibrated per chunk by feature density ratios."""
+
+    name = "mcbpe"
+    grid: ClassVar[dict] = {"classifier": ["logistic"], "max_ratio": [10.0, 20.0]}
+    uses_features = True
+
+    def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0):
+        self.classifier, self.max_ratio = classifier, max_ratio
+
+    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,
+            reference_feats: np.ndarray | None = None) -> MCBPEEstimator:
+        self.mcbpe_ = MCBPE(metrics=("accuracy",), classifier=self.classifier, max_ratio=self.max_ratio)
+        self.mcbpe_.fit(reference_feats, reference_probs, reference_y)
+        return self
+
+    def estimate_accuracy(self, probs: np.ndarray, feats: np.ndarray | None = None) -> float:
+        return float(self.mcbpe_.estimate(feats, probs)["accuracy"].iloc[0])
