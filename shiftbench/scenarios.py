@@ -5,6 +5,15 @@ corruption name x severity) and/or label-shifted (target class prior drawn from 
 and how it is streamed: batch size and order (``iid``; ``class_sorted``; ``dirichlet``, the
 LAME paper's non-i.i.d. label mixture). Scenario specs in configs may hold lists, which expand
 to the cross product (:func:`expand_scenarios`).
+
+Long-tailed targets (``long_tail``: ``forward`` / ``uniform`` / ``backward``, with
+``imbalance_ratio``) resample the target to an exponential class profile, as in long-tailed
+test-time adaptation benchmarks: ``forward`` has the source's long-tailed order (class 0 the
+head), ``backward`` the reverse. Continual adaptation across domains: ``corruption`` may name a
+sequence ``"gaussian_noise+shot_noise+..."``; the stream visits the domains in that order (each
+one the whole target split, batches never straddle two domains) and a model adapter is not
+reset between them. Episodic adaptation is one scenario per domain (or a method's own per-batch
+reset, e.g. Tent's ``episodic``).
 """
 
 from __future__ import annotations
@@ -14,12 +23,17 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 
 from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
+LONG_TAILS = ("forward", "uniform", "backward")
+#: fields added after the first release: left out of ``as_dict`` at their defaults, so that
+#: existing scenarios (and the cell keys hashed from them) are unchanged
+_LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0}
 
 
 @dataclass(frozen=True)
@@ -33,10 +47,18 @@ class Scenario:
     order: str = "iid"
     order_alpha: float = 0.1
     batch_size: int = 64
+    long_tail: str | None = None
+    imbalance_ratio: float = 100.0
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ShiftbenchError(f"unknown stream order {self.order!r}; valid orders: {', '.join(ORDERS)}")
+        if self.long_tail is not None and self.long_tail not in LONG_TAILS:
+            raise ShiftbenchError(f"unknown long_tail {self.long_tail!r}; valid values: {', '.join(LONG_TAILS)}")
+        if self.imbalance_ratio < 1:
+            raise ShiftbenchError(f"imbalance_ratio must be >= 1 (largest / smallest class); got {self.imbalance_ratio}")
+        if self.long_tail is not None and self.label_shift is not None:
+            raise ShiftbenchError("choose one label shift: a Dirichlet prior (label_shift) or a long-tailed profile (long_tail)")
         if (self.corruption is None) != (self.severity is None):
             raise ShiftbenchError("a corrupted scenario needs both corruption and severity (1..5)")
         if self.batch_size < 1:
@@ -54,34 +76,61 @@ class Scenario:
         parts = [self.domain]
         if self.label_shift is not None:
             parts.append(f"labelshift{self.label_shift:g}")
+        if self.long_tail is not None:
+            parts.append(f"lt-{self.long_tail}{self.imbalance_ratio:g}")
         if self.order != "iid":
             parts.append(self.order if self.order != "dirichlet" else f"dirichlet{self.order_alpha:g}")
         parts.append(f"bs{self.batch_size}")
         return ":".join(parts)
 
+    @property
+    def corruptions(self) -> list[str]:
+        """The corruption domains the stream visits, in order (empty for clean data)."""
+        return self.corruption.split("+") if self.corruption else []
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for key, default in _LATER_FIELDS.items():
+            if d[key] == default:
+                del d[key]
+        return d
 
     def target_split(self, dataset: Dataset, cache: ArrayCache, seed: int) -> Split:
-        """The labelled target split of this scenario (corrupted and label-shift resampled); cached."""
-        split = dataset.split(self.target)
-        if self.corruption is not None:
-            split = corrupted_split(split, self.corruption, self.severity, cache)
+        """The labelled target split of this scenario (corrupted and label-shift resampled); cached.
+
+        A domain sequence is the concatenation of the corrupted splits, each resampled alike."""
+        base = dataset.split(self.target)
+        domains = [corrupted_split(base, c, self.severity, cache) for c in self.corruptions] or [base]
         if self.label_shift is not None:
-            idx = label_shift_indices(split.y, dataset.n_classes, self.label_shift, seed)
-            split = split.subset(idx, tag=f"labelshift{self.label_shift}-{seed}")
-        return split
+            idx = label_shift_indices(base.y, dataset.n_classes, self.label_shift, seed)
+            domains = [d.subset(idx, tag=f"labelshift{self.label_shift}-{seed}") for d in domains]
+        if self.long_tail is not None:
+            idx = long_tail_indices(base.y, dataset.n_classes, self.long_tail, self.imbalance_ratio, seed)
+            domains = [d.subset(idx, tag=f"lt-{self.long_tail}{self.imbalance_ratio}-{seed}") for d in domains]
+        return domains[0] if len(domains) == 1 else concatenate_splits(domains)
 
     def batches(self, y: np.ndarray, seed: int) -> list[np.ndarray]:
-        """Index batches in arrival order; ``y`` is used only to build non-i.i.d. orders."""
+        """Index batches in arrival order; ``y`` is used only to build non-i.i.d. orders.
+
+        With a domain sequence, ``y`` holds equal consecutive blocks, one per domain, each
+        ordered on its own and visited in turn."""
         rng = np.random.default_rng([seed, 17])
+        n_domains = max(1, len(self.corruptions))
+        if len(y) % n_domains:
+            raise ShiftbenchError(f"a stream over {n_domains} domains needs equal blocks; got {len(y)} labels")
+        block = len(y) // n_domains
+        out: list[np.ndarray] = []
+        for start in range(0, len(y), max(block, 1)):
+            order = start + self._order(y[start:start + block], rng)
+            out.extend(order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size))
+        return out
+
+    def _order(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.order == "iid":
-            order = rng.permutation(len(y))
-        elif self.order == "class_sorted":
-            order = np.lexsort((rng.random(len(y)), y))
-        else:
-            order = dirichlet_order(y, self.order_alpha, self.batch_size, rng)
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return rng.permutation(len(y))
+        if self.order == "class_sorted":
+            return np.lexsort((rng.random(len(y)), y))
+        return dirichlet_order(y, self.order_alpha, self.batch_size, rng)
 
 
 def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCache) -> Split:
@@ -104,6 +153,33 @@ def label_shift_indices(y: np.ndarray, n_classes: int, alpha: float, seed: int) 
     counts = rng.multinomial(len(y), prior)
     idx = [rng.choice(np.flatnonzero(y == c), size=k, replace=True) for c, k in enumerate(counts) if k]
     return rng.permutation(np.concatenate(idx))
+
+
+def long_tail_profile(n_classes: int, kind: str, imbalance_ratio: float) -> np.ndarray:
+    """Class prior ``pi_c ~ ratio^(-c/(K-1))`` (``forward``), its reverse (``backward``) or uniform."""
+    exponent = np.arange(n_classes) / max(n_classes - 1, 1)
+    profiles = {"forward": exponent, "backward": exponent[::-1], "uniform": np.zeros(n_classes)}
+    weights = float(imbalance_ratio) ** -profiles[kind]
+    return weights / weights.sum()
+
+
+def long_tail_indices(y: np.ndarray, n_classes: int, kind: str, imbalance_ratio: float, seed: int) -> np.ndarray:
+    """Resample ``len(y)`` indices (with replacement) so the class counts follow a long-tailed profile."""
+    rng = np.random.default_rng([seed, 31])
+    present = np.zeros(n_classes, dtype=bool)
+    present[np.unique(y)] = True
+    prior = long_tail_profile(n_classes, kind, imbalance_ratio) * present
+    counts = rng.multinomial(len(y), prior / prior.sum())
+    idx = [rng.choice(np.flatnonzero(y == c), size=k, replace=True) for c, k in enumerate(counts) if k]
+    return rng.permutation(np.concatenate(idx))
+
+
+def concatenate_splits(splits: list[Split]) -> Split:
+    """One split holding ``splits`` one after another (in-memory inputs)."""
+    return Split(splits[0].name, np.concatenate([s.y for s in splits]),
+                 pd.concat([s.metadata for s in splits], ignore_index=True),
+                 x=np.concatenate([np.asarray(s.inputs()) for s in splits]),
+                 fingerprint=stable_hash([s.fingerprint for s in splits]))
 
 
 def dirichlet_order(y: np.ndarray, alpha: float, batch_size: int, rng: np.random.Generator) -> np.ndarray:
