@@ -40,7 +40,7 @@ def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[
 
 def group_ids(grouper: Any, metadata: np.ndarray) -> np.ndarray:
     """Group index of each row, by a WILDS ``CombinatorialGrouper``."""
-    return grouper.metadata_to_group(torch.as_tensor(metadata)).numpy().astype(np.int64)
+    return grouper.metadata_to_group(torch.as_tensor(np.array(metadata))).numpy().astype(np.int64)
 
 
 def _worst(values: np.ndarray, worst: Callable) -> float:
