@@ -1,0 +1,32 @@
+"""DoC, difference of confidences (Guillory et al., ICCV 2021).
+
+The drop in accuracy from reference to target is estimated by the drop in average maximum
+softmax confidence: acc_target ~ acc_reference - (mean conf_reference - mean conf_target).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from shiftbench.arrays import check_labels, check_probs
+from shiftbench.families import PerformanceEstimator
+
+
+class DoC(PerformanceEstimator):
+    """Difference of confidences: reference accuracy shifted by the change in mean confidence."""
+
+    name = "doc"
+    grid: ClassVar[dict] = {}
+
+    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> DoC:
+        probs = check_probs(reference_probs, "reference_probs")
+        y = check_labels(reference_y, probs.shape[1], "reference_y", n=len(probs))
+        self.reference_accuracy_ = float(np.mean(probs.argmax(1) == y))
+        self.reference_confidence_ = float(probs.max(1).mean())
+        return self
+
+    def estimate_accuracy(self, probs: np.ndarray) -> float:
+        shift = self.reference_confidence_ - float(check_probs(probs).max(1).mean())
+        return float(np.clip(self.reference_accuracy_ - shift, 0.0, 1.0))
