@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+@lru_cache(maxsize=None)
 def code_version(obj: Any) -> str:
     """Hash of the source file that defines ``obj``: a changed plugin invalidates its cached cells."""
     try:

@@ -99,7 +99,7 @@ class Method(ABC):
         """The keyword arguments of ``__init__`` and their defaults."""
         sig = inspect.signature(cls.__init__)
         return {k: p.default for k, p in sig.parameters.items()
-                if k != "self" and p.kind is p.KEYWORD_OR_POSITIONAL and p.default is not p.empty}
+                if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
 
     def get_params(self) -> dict[str, Any]:
         """Current hyperparameters (scikit-learn convention)."""

@@ -47,9 +47,12 @@ def classification_metrics(y, y_pred, y_prob=None, groups=None, n_classes: int |
     """acc_avg, balanced_acc, F1-macro_all, acc_wg (worst group; classes if no groups), and with
     probabilities ece and nll."""
     y_prob = None if y_prob is None else check_probs(y_prob, "y_prob")
-    k = n_classes or int(max(to_numpy(y).max(), to_numpy(y_pred).max())) + 1
-    if y_prob is not None:
-        k = max(k, y_prob.shape[1])
+    if n_classes:
+        k = n_classes
+    elif y_prob is not None:
+        k = y_prob.shape[1]
+    else:
+        k = int(max(to_numpy(y).max(), to_numpy(y_pred).max())) + 1
     y = check_labels(y, k, "y_true")
     y_pred = check_labels(y_pred, k, "y_pred", n=len(y))
     correct = y == y_pred

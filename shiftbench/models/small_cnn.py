@@ -66,7 +66,7 @@ class SmallCNN(ModelSpec):
         y_all = torch.as_tensor(y)
         n, bs = len(y), cfg["batch_size"]
         steps = cfg["epochs"] * ((n + bs - 1) // bs)
-        with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False) as bar:
+        with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False, disable=None) as bar:
             for _ in range(cfg["epochs"]):
                 order = torch.as_tensor(rng.permutation(n))
                 for start in range(0, n, bs):

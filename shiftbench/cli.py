@@ -1,0 +1,147 @@
+"""The ``shiftbench`` command: run, list, data, table (and the subcommands other modules add)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from shiftbench.errors import ShiftbenchError
+
+_SWEEP = re.compile(r"^([A-Za-z_][\w.]*)=([^\[\]{}'\"=]+,[^\[\]{}'\"=]*)$")
+
+
+def lists_for_single_run(overrides: list[str]) -> list[str]:
+    """Outside ``-m``, ``key=a,b`` means the list ``key=[a,b]`` (one run over both), not a sweep."""
+    return [f"{m.group(1)}=[{m.group(2)}]" if (m := _SWEEP.match(o)) else o for o in overrides]
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    import hydra
+
+    from shiftbench.hydra_app import CONFIG_PACKAGE, task
+
+    overrides = list(args.overrides) + extra
+    if args.dry_run:
+        overrides.append("dry_run=true")
+    if not args.multirun:
+        overrides = lists_for_single_run(overrides)
+    sys.argv = ["shiftbench run", *(["--multirun"] if args.multirun else []), *overrides]
+    hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")(task)()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench import datasets, methods
+    from shiftbench.models import registry as models
+    from shiftbench.plugins import describe
+
+    def show(title: str, plugins: dict[str, type], detail: Callable[[type], str]) -> None:
+        print(f"{title}:")
+        for name, cls in plugins.items():
+            print(f"  {name:<28} {detail(cls)}")
+
+    what = args.what
+    if what in (None, "datasets"):
+        show("datasets", datasets.registry.scan_all(), describe)
+    if what in (None, "models"):
+        show("models", models.scan_all(), describe)
+    if what in (None, "methods"):
+        show("methods", methods.registry.scan_all(),
+             lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}")
+    if what in (None, "experiments", "suites"):
+        from importlib import resources
+
+        root = resources.files("shiftbench.configs")
+        for kind in ("experiment", "suite") if what is None else (what.rstrip("s"),):
+            names = sorted(p.name[:-5] for p in root.joinpath(kind).iterdir() if p.name.endswith(".yaml")) \
+                if root.joinpath(kind).is_dir() else []
+            print(f"{kind}s:\n" + "".join(f"  {n}\n" for n in names), end="")
+    for registry in (datasets.registry, methods.registry, models):
+        for module, tb in registry.import_errors().items():
+            print(f"warning: {registry.kind} module {module!r} failed to import:\n{tb}", file=sys.stderr)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench import datasets
+
+    options = dict(o.split("=", 1) for o in args.option)
+    if args.action == "info":
+        ds = datasets.load(args.name, **options)
+        print(f"{args.name}: {ds.n_classes} classes, groups by {ds.grouper.columns or '(none)'}")
+        print(ds.info().to_string(index=False))
+        return 0
+    cls = datasets.registry.get(args.name)
+    download = getattr(cls, "download", None)
+    if download is None:
+        print(f"{args.name} needs no download (its data ships inside installed packages)")
+        return 0
+    download(root_dir=options.get("root_dir", "data"), yes=args.yes)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.report import leaderboard, to_markdown, wide
+    from shiftbench.store import RecordStore, records_frame
+
+    frame = records_frame(RecordStore(args.store).records())
+    if frame.empty:
+        raise ShiftbenchError(f"no result records under {args.store}; run `shiftbench run` first or pass --store DIR")
+    table = wide(leaderboard(frame, args.metric))
+    render = {"md": to_markdown, "csv": lambda t: t.to_csv(index=False), "latex": lambda t: t.to_latex(index=False),
+              "html": lambda t: t.to_html(index=False)}
+    print(render[args.format](table))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from shiftbench.cache import default_cache_dir
+
+    parser = argparse.ArgumentParser(prog="shiftbench", description="Evaluate methods under distribution shift.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment (Hydra overrides; default: the offline digits benchmark)")
+    run.add_argument("-m", "--multirun", action="store_true", help="sweep comma-separated overrides as separate jobs")
+    run.add_argument("--dry-run", action="store_true", help="print the cells and how many are cached, compute nothing")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=[source_only,bn_adapt] seed=0,1,2")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="datasets, models, methods (with grids), experiments, suites")
+    lst.add_argument("what", nargs="?", choices=["datasets", "models", "methods", "experiments", "suites"])
+    lst.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="download a dataset or show its splits")
+    data.add_argument("action", choices=["download", "info"])
+    data.add_argument("name")
+    data.add_argument("--option", "-o", action="append", default=[], help="dataset option KEY=VALUE (e.g. root_dir=data)")
+    data.add_argument("--yes", "-y", action="store_true", help="do not ask before a large download")
+    data.set_defaults(func=cmd_data)
+
+    table = sub.add_parser("table", help="print the leaderboard of stored records")
+    table.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
+    table.add_argument("--metric", default="acc_avg")
+    table.add_argument("--store", type=Path, default=default_cache_dir() / "runs" / "default",
+                       help="record store of an experiment (default: the default experiment's)")
+    table.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra)
+    except ShiftbenchError as exc:
+        print(f"shiftbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The runner: resumable after SIGKILL, failures isolated, no duplicates, clear errors on bad names."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shiftbench import methods
+from shiftbench.errors import UnknownNameError
+from shiftbench.families import OutputAdapter
+from shiftbench.hydra_app import run_experiment
+from shiftbench.runner import expand_cells
+from shiftbench.store import RecordStore
+
+
+class SlowTemperature(OutputAdapter):
+    """Test plugin: sharpens probabilities with a temperature, slowly (so a run can be killed mid-way)."""
+
+    name = "test_slow_temperature"
+    grid = {"temperature": [0.5, 1.0, 2.0]}
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def adapt(self, probs, feats):
+        time.sleep(0.01)
+        p = probs ** (1.0 / self.temperature)
+        return p / p.sum(1, keepdims=True)
+
+
+class Exploding(OutputAdapter):
+    """Test plugin that always raises."""
+
+    name = "test_exploding"
+
+    def adapt(self, probs, feats):
+        raise RuntimeError("boom")
+
+
+for plugin in (SlowTemperature, Exploding):
+    if plugin.name not in methods.registry._plugins:
+        methods.registry.register(plugin)
+
+
+def config(tmp_path, cache_dir, store: str, method=("test_slow_temperature",), seeds=(0, 1)) -> dict:
+    return {
+        "dataset": {"name": "digits", "options": {"n_train": 1000, "n_val": 300, "n_test": 300},
+                    "models": ["small_cnn"], "stream": {"batch_size": 50, "order": "iid"},
+                    "scenarios": [{"target": "test"}, {"target": "id_test", "label_shift": [0.5, 5.0]}]},
+        "method": list(method), "model": None, "seed": list(seeds), "grid": {}, "metric": "acc_avg",
+        "device": "cpu", "progress": False, "dry_run": False, "cache_dir": str(cache_dir),
+        "store_dir": str(tmp_path / store), "results_dir": str(tmp_path / f"results-{store}"),
+    }
+
+
+def _run_in_child(cfg):
+    run_experiment(cfg)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, cache_dir):
+    reference = config(tmp_path, cache_dir, "reference")
+    run_experiment(reference)  # also trains and caches the models, so the child only runs cells
+    n_cells = len(expand_cells(reference))
+
+    interrupted = config(tmp_path, cache_dir, "interrupted")
+    records_dir = tmp_path / "interrupted" / "records"
+    child = multiprocessing.get_context("spawn").Process(target=_run_in_child, args=(interrupted,))
+    child.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(records_dir.glob("*.json"))) < n_cells // 3:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    done_before = {p.name: p.stat().st_mtime_ns for p in records_dir.glob("*.json")}
+    assert 0 < len(done_before) < n_cells, "the kill must land half-way through the run"
+
+    counts = run_experiment(interrupted)
+    assert counts["cached"] == len(done_before)  # finished cells are not recomputed
+    assert counts["ok"] == n_cells - len(done_before)
+    for name, mtime in done_before.items():
+        assert (records_dir / name).stat().st_mtime_ns == mtime
+
+    ours = pd.read_csv(tmp_path / "results-interrupted" / "leaderboard.csv")
+    theirs = pd.read_csv(tmp_path / "results-reference" / "leaderboard.csv")
+    pd.testing.assert_frame_equal(ours, theirs)
+    records = pd.read_csv(tmp_path / "results-interrupted" / "records.csv")
+    assert len(records) == n_cells and records["key"].is_unique
+    assert not list(records_dir.glob(".*.tmp"))  # atomic writes leave no partial files
+
+
+def test_failing_plugin_marks_its_cell_and_the_run_goes_on(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "mixed", method=("source_only", "test_exploding"), seeds=(0,))
+    counts = run_experiment(cfg)
+    assert counts["failed"] == 3 and counts["ok"] == 3
+    records = RecordStore(cfg["store_dir"]).records()
+    failed = [r for r in records if r["status"] == "failed"]
+    assert all("RuntimeError: boom" in r["error"] for r in failed)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert all(0.0 <= r["metrics"]["acc_avg"] <= 1.0 for r in ok)
+    # failed cells are retried by the next run, finished ones are not
+    again = run_experiment(cfg)
+    assert again["cached"] == 3 and again["failed"] == 3
+
+
+def test_not_applicable_cells_are_recorded_not_failed(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "na", method=("bn_adapt",), seeds=(0,))
+    cfg["model"] = ["ccexam_mnist"]  # no BatchNorm layers
+    counts = run_experiment(cfg)
+    assert counts["not_applicable"] == 3 and counts["failed"] == 0
+    assert "no BatchNorm" in RecordStore(cfg["store_dir"]).records()[0]["error"]
+
+
+def test_records_carry_provenance(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "prov", method=("source_only",), seeds=(0,))
+    run_experiment(cfg)
+    rows = pd.read_csv(tmp_path / "results-prov" / "records.csv")
+    for column in ("git_commit", "config_hash", "data_hash", "model_hash", "packages", "seed"):
+        assert rows[column].notna().all(), column
+    assert "torch" in json.loads(rows["packages"][0])
+
+
+def test_methods_never_receive_target_labels(tmp_path, cache_dir):
+    seen = {}
+
+    class Spy(OutputAdapter):
+        name = "test_spy"
+
+        def run(self, task):
+            seen["target"] = task.target
+            return super().run(task)
+
+        def adapt(self, probs, feats):
+            return probs
+
+    methods.registry._plugins.setdefault("test_spy", Spy)
+    run_experiment(config(tmp_path, cache_dir, "spy", method=("test_spy",), seeds=(0,)))
+    target = seen["target"]
+    assert not hasattr(target, "y")
+    assert "y" not in target.metadata.columns
+
+
+@pytest.mark.parametrize("field, value, kind", [
+    ("method", ["no_such_method"], "method"),
+    ("model", ["no_such_model"], "model"),
+])
+def test_unknown_names_list_the_valid_ones(tmp_path, cache_dir, field, value, kind):
+    cfg = config(tmp_path, cache_dir, "bad")
+    cfg[field] = value
+    with pytest.raises(UnknownNameError, match=f"unknown {kind}.*valid {kind}s: .*"):
+        expand_cells(cfg)
+
+
+def test_unknown_dataset_lists_the_valid_ones(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "bad")
+    cfg["dataset"]["name"] = "nope"
+    with pytest.raises(UnknownNameError, match="valid datasets: .*digits"):
+        expand_cells(cfg)
+
+
+def test_grid_overrides_expand_and_unknown_hyperparameters_are_rejected(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "grid", seeds=(0,))
+    assert len(expand_cells(cfg)) == 3 * 3
+    cfg["grid"] = {"test_slow_temperature": {"temperature": [1.0]}}
+    assert len(expand_cells(cfg)) == 3
+    cfg["grid"] = {"test_slow_temperature": {"temp": [1.0]}}
+    with pytest.raises(Exception, match="valid: \\['temperature'\\]"):
+        expand_cells(cfg)
+
+
+def test_bad_method_output_is_caught_at_the_boundary(tmp_path, cache_dir):
+    class NaNs(OutputAdapter):
+        name = "test_nans"
+
+        def adapt(self, probs, feats):
+            return np.full_like(probs, np.nan)
+
+    methods.registry._plugins.setdefault("test_nans", NaNs)
+    cfg = config(tmp_path, cache_dir, "nans", method=("test_nans",), seeds=(0,))
+    run_experiment(cfg)
+    errors = [r["error"] for r in RecordStore(cfg["store_dir"]).records()]
+    assert all("NaN" in e and "test_nans" in e for e in errors)
