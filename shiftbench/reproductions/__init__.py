@@ -1,0 +1,1 @@
+"""Paper-table reproductions, one module per table (see shiftbench.reproduce)."""
