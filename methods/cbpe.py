@@ -33,8 +33,7 @@ w(x) = p_chunk(x) / p_ref(x). No public code exists; the choices made here:
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -46,9 +45,8 @@ from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import PerformanceEstimator
 from shiftbench.methods._density_ratio import density_ratios
-from shiftbench.monitoring import REALISED, Chunks, add_alerts, make_chunks, realised_metrics, reference_band
-
-METRICS = tuple(REALISED)
+from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, Chunks, add_alerts, confusion_by_chunk,
+                                   equal_size_groups, make_chunks, realised_metrics, reference_band, score_columns)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -114,11 +112,6 @@ def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: 
     return binned_calibration_error(ys, raw, edges) > binned_calibration_error(ys, cal, edges)
 
 
-def score_columns(n_classes: int) -> list[int]:
-    """Columns calibrated and scored: the positive class when binary, every class otherwise."""
-    return [1] if n_classes == 2 else list(range(n_classes))
-
-
 def calibrated_matrix(scores: np.ndarray, calibrators: dict[int, IsotonicRegression | None]) -> np.ndarray:
     """Apply per-column calibrators (``None`` = identity) and renormalise rows (binary: [1 - q, q])."""
     k = scores.shape[1]
@@ -135,73 +128,57 @@ def calibrated_matrix(scores: np.ndarray, calibrators: dict[int, IsotonicRegress
 # ----------------------------------------------------------------------------- estimation formulas
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
-
-
-CONFUSION_METRICS = {
-    "precision": lambda tp, fp, fn: _ratio(tp, tp + fp),
-    "recall": lambda tp, fp, fn: _ratio(tp, tp + fn),
-    "f1": lambda tp, fp, fn: _ratio(tp, tp + 0.5 * (fp + fn)),
-}
-
-
-def expected_confusion(q: np.ndarray, pred: np.ndarray, chunks: Chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Expected TP, FP, FN per (chunk, class) from calibrated probabilities q (one-vs-rest)."""
-    m, k = len(chunks), q.shape[1]
-    cell = chunks.ids * k + pred
-    tp = np.bincount(cell, weights=q[np.arange(len(q)), pred], minlength=m * k).reshape(m, k)
-    n_pred = np.bincount(cell, minlength=m * k).reshape(m, k)
-    mass = np.bincount((chunks.ids[:, None] * k + np.arange(k)).ravel(), weights=q.ravel(),
-                       minlength=m * k).reshape(m, k)
-    return tp, n_pred - tp, mass - tp
-
-
-def estimated_roc_auc(q: np.ndarray, scores: np.ndarray, chunks: Chunks, columns: list[int]) -> np.ndarray:
-    """Expected ROC AUC per chunk (macro over ``columns``): positive mass q ordered by the raw scores.
-
-    Chunks of equal size are stacked and sorted in one batched argsort.
-    """
-    members, out = chunks.members(), np.full(len(chunks), np.nan)
-    sizes = np.array([len(i) for i in members])
-    for size in np.unique(sizes[sizes > 0]):
-        which = np.flatnonzero(sizes == size)
-        rows = np.stack([members[c] for c in which])  # (chunks, size)
-        raw, mass = scores[rows][:, :, columns], q[rows][:, :, columns]
-        order = np.argsort(raw, axis=1)[:, ::-1]
-        tps = np.cumsum(np.take_along_axis(mass, order, axis=1), axis=1)
+def estimated_roc_auc(q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> np.ndarray:
+    """Expected ROC AUC per chunk (macro over score columns): positive mass q ordered by the raw
+    scores, as NannyML computes it; equal-size chunks are sorted in one batched argsort."""
+    columns = score_columns(q.shape[1])
+    out = np.full(len(chunks), np.nan)
+    for which, rows in equal_size_groups(chunks):
+        size = rows.shape[1]
+        order = np.argsort(scores[rows][:, :, columns], axis=1)[:, ::-1]
+        tps = np.cumsum(np.take_along_axis(q[rows][:, :, columns], order, axis=1), axis=1)
         fps = np.arange(1, size + 1)[None, :, None] - tps
         pad = np.zeros((len(which), 1, len(columns)))
         tps, fps = np.round(np.concatenate([pad, tps], 1), 5), np.round(np.concatenate([pad, fps], 1), 5)
         with np.errstate(divide="ignore", invalid="ignore"):
-            auc = np.trapezoid(tps / tps[:, -1:], fps / fps[:, -1:], axis=1)
-        out[which] = auc.mean(1)
+            out[which] = np.trapezoid(tps / tps[:, -1:], fps / fps[:, -1:], axis=1).mean(1)
     return out
+
+
+def _estimated_accuracy(q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> np.ndarray:
+    """Mean calibrated probability of the predicted class per chunk."""
+    mass = np.bincount(chunks.ids, weights=q[np.arange(len(q)), pred], minlength=len(chunks))
+    return mass / np.maximum(chunks.sizes(), 1)
+
+
+def _estimated_confusion_metric(name: str) -> Callable[..., np.ndarray]:
+    """Precision / recall / F1 per chunk from expected TP, FP, FN (macro over score columns)."""
+
+    def metric(q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> np.ndarray:
+        tp, fp, fn = confusion_by_chunk(q, pred, chunks)
+        return CONFUSION_METRICS[name](tp, fp, fn)[:, score_columns(q.shape[1])].mean(1)
+
+    return metric
+
+
+#: metric -> estimates per chunk from (calibrated q (n, K), raw scores (n, K), predictions, chunks)
+ESTIMATED: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, Chunks], np.ndarray]] = {
+    "accuracy": _estimated_accuracy,
+    **{name: _estimated_confusion_metric(name) for name in CONFUSION_METRICS},
+    "roc_auc": estimated_roc_auc,
+}
 
 
 def estimate_metrics(q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks,
                      metrics: tuple[str, ...]) -> pd.DataFrame:
-    """CBPE estimates of ``metrics`` for every chunk from calibrated q and raw scores (one pass)."""
-    columns = score_columns(q.shape[1])
-    out = chunks.frame()
-    sizes = chunks.sizes()
-    if "accuracy" in metrics:
-        out["accuracy"] = _ratio(np.bincount(chunks.ids, weights=q[np.arange(len(q)), pred], minlength=len(chunks)),
-                                 sizes.astype(np.float64))
-    if any(m in CONFUSION_METRICS for m in metrics):
-        tp, fp, fn = (a[:, columns] for a in expected_confusion(q, pred, chunks))
-        for m in metrics:
-            if m in CONFUSION_METRICS:
-                out[m] = CONFUSION_METRICS[m](tp, fp, fn).mean(1)
-    if "roc_auc" in metrics:
-        out["roc_auc"] = estimated_roc_auc(q, scores, chunks, columns)
-    return out[["chunk", "key", "n", *metrics]]
+    """CBPE estimates of ``metrics`` for every chunk at once, next to the chunks' keys and sizes."""
+    return chunks.frame().assign(**{m: ESTIMATED[m](q, scores, pred, chunks) for m in metrics})
 
 
 # ----------------------------------------------------------------------------- estimators
 
 
-class ConfidenceBasedEstimator(ABC):
+class ConfidenceBasedEstimator:
     """Shared fit/estimate flow: validate, calibrate (per subclass), estimate all chunks, add the alert band."""
 
     def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc")):

@@ -9,20 +9,15 @@ mean +- 3 standard deviations (population std), clipped to the metric's range [0
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from scipy.stats import rankdata
 
 from shiftbench.errors import ShiftbenchError
-
-#: metric name -> realised value from (labels, uncalibrated scores (n, K), predicted classes, n_classes)
-RealisedMetric = Callable[[np.ndarray, np.ndarray, np.ndarray, int], float]
-
 
 @dataclass(frozen=True)
 class Chunks:
@@ -77,48 +72,98 @@ def make_chunks(n: int, chunk_size: int | None = None, periods: Any = None) -> C
     return chunk_by_size(n, chunk_size or max(n, 1))
 
 
-def _binary_or_macro(score: Callable[..., float]) -> RealisedMetric:
-    """A sklearn label metric, positive class 1 when binary and macro over classes otherwise;
-    NaN when labels or predictions hold a single class (as NannyML reports it)."""
+def score_columns(n_classes: int) -> list[int]:
+    """Class columns a metric is computed over: the positive class when binary, all classes otherwise."""
+    return [1] if n_classes == 2 else list(range(n_classes))
 
-    def metric(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-        if len(np.unique(y)) < 2 or len(np.unique(pred)) < 2:
-            return np.nan
-        if n_classes == 2:
-            return float(score(y, pred, zero_division=0))
-        return float(score(y, pred, average="macro", labels=np.arange(n_classes), zero_division=0))
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (sklearn's ``zero_division=0``)."""
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den != 0)
+
+
+#: one-vs-rest metric from per-(chunk, class) TP, FP, FN counts (expected or realised)
+CONFUSION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "precision": lambda tp, fp, fn: _ratio(tp, tp + fp),
+    "recall": lambda tp, fp, fn: _ratio(tp, tp + fn),
+    "f1": lambda tp, fp, fn: _ratio(tp, tp + 0.5 * (fp + fn)),
+}
+
+
+def confusion_by_chunk(q: np.ndarray, pred: np.ndarray, chunks: Chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP, FP, FN per (chunk, class), one-vs-rest, where q (n, K) is each row's class membership:
+    one-hot labels give the realised counts, calibrated probabilities the expected ones (CBPE)."""
+    m, k = len(chunks), q.shape[1]
+    cell = chunks.ids * k + pred
+    tp = np.bincount(cell, weights=q[np.arange(len(q)), pred], minlength=m * k).reshape(m, k)
+    n_pred = np.bincount(cell, minlength=m * k).reshape(m, k)
+    mass = np.bincount((chunks.ids[:, None] * k + np.arange(k)).ravel(), weights=q.ravel(),
+                       minlength=m * k).reshape(m, k)
+    return tp, n_pred - tp, mass - tp
+
+
+def equal_size_groups(chunks: Chunks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(chunk indices, row-index matrix (chunks, size)) for each group of equally sized chunks,
+    so that per-chunk sorts and ranks run as one batched call per size."""
+    members = chunks.members()
+    sizes = np.array([len(i) for i in members])
+    for size in np.unique(sizes[sizes > 0]):
+        which = np.flatnonzero(sizes == size)
+        yield which, np.stack([members[c] for c in which])
+
+
+def realised_roc_auc(y: np.ndarray, scores: np.ndarray, chunks: Chunks) -> np.ndarray:
+    """ROC AUC of the scores per chunk (Mann-Whitney with mid-ranks, equal to sklearn's), macro
+    one-vs-rest when multiclass; NaN where a chunk lacks a class (binary: either; multiclass: any)."""
+    columns = score_columns(scores.shape[1])
+    out = np.full(len(chunks), np.nan)
+    for which, rows in equal_size_groups(chunks):
+        positive = y[rows][:, :, None] == np.asarray(columns)
+        ranks = rankdata(scores[rows][:, :, columns], axis=1)
+        n_pos = positive.sum(1)
+        n_neg = rows.shape[1] - n_pos
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = (np.where(positive, ranks, 0.0).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        valid = ((n_pos > 0) & (n_neg > 0)).all(1)
+        out[which] = np.where(valid, auc.mean(1), np.nan)
+    return out
+
+
+def _realised_accuracy(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> np.ndarray:
+    correct = np.bincount(chunks.ids, weights=(y == pred).astype(np.float64), minlength=len(chunks))
+    return _ratio(correct, chunks.sizes().astype(np.float64))
+
+
+def _realised_confusion_metric(name: str) -> Callable[..., np.ndarray]:
+    """Realised precision / recall / F1 per chunk from one-hot confusion counts; NaN where the
+    labels or the predictions of a chunk hold a single class (as NannyML reports it)."""
+
+    def metric(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> np.ndarray:
+        k, m = scores.shape[1], len(chunks)
+        tp, fp, fn = confusion_by_chunk(np.eye(k)[y], pred, chunks)
+        n_classes = lambda v: (np.bincount(chunks.ids * k + v, minlength=m * k).reshape(m, k) > 0).sum(1)
+        value = CONFUSION_METRICS[name](tp, fp, fn)[:, score_columns(k)].mean(1)
+        return np.where((n_classes(y) < 2) | (n_classes(pred) < 2), np.nan, value)
 
     return metric
 
 
-def _roc_auc(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """ROC AUC of the uncalibrated scores; one-vs-rest macro when multiclass; NaN if a class is missing."""
-    if n_classes == 2:
-        return float(roc_auc_score(y, scores[:, 1])) if len(np.unique(y)) == 2 else np.nan
-    if len(np.unique(y)) < n_classes:
-        return np.nan
-    return float(roc_auc_score(y, scores, multi_class="ovr", average="macro", labels=np.arange(n_classes)))
-
-
-REALISED: dict[str, RealisedMetric] = {
-    "accuracy": lambda y, scores, pred, k: float(np.mean(y == pred)),
-    "precision": _binary_or_macro(precision_score),
-    "recall": _binary_or_macro(recall_score),
-    "f1": _binary_or_macro(f1_score),
-    "roc_auc": _roc_auc,
+#: metric -> realised values per chunk from (labels, raw scores (n, K), predictions, chunks)
+REALISED: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, Chunks], np.ndarray]] = {
+    "accuracy": _realised_accuracy,
+    **{name: _realised_confusion_metric(name) for name in CONFUSION_METRICS},
+    "roc_auc": lambda y, scores, pred, chunks: realised_roc_auc(y, scores, chunks),
 }
 
 
 def realised_metrics(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks,
                      metrics: tuple[str, ...]) -> pd.DataFrame:
-    """The realised (label-based) value of each metric on each chunk."""
-    k = scores.shape[1]
-    rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for idx in chunks.members():
-            rows.append({m: REALISED[m](y[idx], scores[idx], pred[idx], k) if len(idx) else np.nan for m in metrics})
-    return pd.DataFrame(rows, columns=list(metrics))
+    """The realised (label-based) value of each metric per chunk, with sklearn's definitions
+    (binary: positive class 1; multiclass: macro over all classes, zero_division=0). Vectorised."""
+    return pd.DataFrame({m: REALISED[m](y, scores, pred, chunks) for m in metrics}, columns=list(metrics))
+
+
+METRICS = tuple(REALISED)
 
 
 def reference_band(values: np.ndarray, n_std: float = 3.0, limits: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:

@@ -147,6 +147,29 @@ def test_cbpe_estimates_track_realised_metrics_on_miscalibrated_scores():
     assert abs(naive_acc - realised["accuracy"].mean()) > 0.05
 
 
+@pytest.mark.parametrize("k", [2, 4])
+def test_realised_metrics_equal_sklearn_per_chunk(k):
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(23)
+    z = rng.integers(0, 4, size=(1000, k)).astype(float)  # few distinct scores: many ties
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = rng.integers(0, k, 1000)
+    y[:100] = 0  # a first chunk with one class: NaN where sklearn is undefined
+    pred = p.argmax(1)
+    chunks = make_chunks(len(y), chunk_size=100)
+    ours = realised_metrics(y, p, pred, chunks, tuple(METRICS))
+    avg = {"average": "binary"} if k == 2 else {"average": "macro", "labels": np.arange(k)}
+    for c, idx in enumerate(chunks.members()[1:], start=1):
+        yc, pc, sc = y[idx], pred[idx], p[idx]
+        assert ours["accuracy"][c] == pytest.approx(np.mean(yc == pc))
+        for name, fn in [("precision", precision_score), ("recall", recall_score), ("f1", f1_score)]:
+            assert ours[name][c] == pytest.approx(fn(yc, pc, zero_division=0, **avg)), name
+        auc = roc_auc_score(yc, sc[:, 1]) if k == 2 else roc_auc_score(yc, sc, multi_class="ovr", labels=np.arange(k))
+        assert ours["roc_auc"][c] == pytest.approx(auc)
+    assert ours.loc[0, ["precision", "recall", "f1", "roc_auc"]].isna().all()
+
+
 # ----------------------------------------------------------------------------- M-CBPE
 
 
