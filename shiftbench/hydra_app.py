@@ -38,7 +38,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
         return None
     counts = runner.run(cells)
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
-          f"{counts['failed']} failed; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses")
+          f"{counts['failed']} failed; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
+          f"({counts['forward_seconds']:.1f} s in forward passes, {counts['model_seconds']:.1f} s building models)")
     frame = records_frame(runner.store.records(c.key for c in cells))
     publish(frame, cfg)
     return counts

@@ -125,9 +125,11 @@ class Runner:
         return [c for c in cells if not self.store.is_done(c.key)]
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
-        """Run every cell whose record is missing or failed; return counts by status."""
+        """Run every cell whose record is missing or failed; return counts by status and timings
+        (forward passes over whole splits, their seconds, seconds spent building/training models)."""
         todo = self.pending(cells)
-        counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0}
+        counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0,
+                  "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
         groups: dict[tuple, list[Cell]] = {}
         for c in todo:
             groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
@@ -135,7 +137,9 @@ class Runner:
             for (name, options, model_name, seed), group in groups.items():
                 try:
                     dataset = dataset_registry.load(name, **json.loads(options))
+                    started = time.perf_counter()
                     model = build_model(model_name, dataset, seed, self.settings.cache_dir, self.settings.device)
+                    counts["model_seconds"] += time.perf_counter() - started
                 except Exception:
                     tb = traceback.format_exc()
                     for cell in group:
@@ -148,6 +152,8 @@ class Runner:
                     status = self._run_cell(cell, dataset, model)
                     counts[status] += 1
                     bar.update(1)
+                counts["forward_passes"] += model.forward_passes
+                counts["forward_seconds"] += model.forward_seconds
         return counts
 
     def _run_cell(self, cell: Cell, dataset, model) -> str:

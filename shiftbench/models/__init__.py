@@ -9,6 +9,7 @@ split once and caches features and logits by (model fingerprint, split fingerpri
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -37,6 +38,7 @@ class SourceModel:
     pretrained: str = "trained-by-harness"
     device: str = "cpu"
     forward_passes: int = field(default=0, init=False)
+    forward_seconds: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.network = nn.Sequential(self.backbone, self.head).to(self.device).eval()
@@ -51,6 +53,7 @@ class SourceModel:
     @torch.no_grad()
     def forward_arrays(self, inputs: Any, batch_size: int = 512) -> dict[str, np.ndarray]:
         """Features and logits of raw ``inputs`` (uncached), in eval mode."""
+        began = time.perf_counter()
         self.network.eval()
         feats, logits = [], []
         for start in range(0, len(inputs), batch_size):
@@ -59,6 +62,7 @@ class SourceModel:
             feats.append(f.float().cpu().numpy())
             logits.append(self.head(f).float().cpu().numpy())
         self.forward_passes += 1
+        self.forward_seconds += time.perf_counter() - began
         return {"feats": np.concatenate(feats), "logits": np.concatenate(logits)}
 
     def outputs(self, split: Any, cache: ArrayCache, batch_size: int = 512) -> dict[str, np.ndarray]:

@@ -1,4 +1,9 @@
-"""A small CNN with BatchNorm, trained by the harness on the source split (seeded, cached)."""
+"""A small CNN with BatchNorm, trained by the harness on the source split (seeded, cached).
+
+Training uses light augmentation by default (random affine +-10 degrees, +-10% shift and scale,
+random Gaussian blur): without it the network predicts one class on scikit-learn's blurrier
+digits (10% accuracy), with it about 37%, a more informative source-only baseline.
+"""
 
 from __future__ import annotations
 
@@ -24,11 +29,19 @@ def make_backbone(channels: int, size: int, width: int = 32, feature_dim: int = 
     )
 
 
+def training_augmentation() -> nn.Module:
+    """Random affine and blur applied to each training batch (on normalised tensors)."""
+    import torchvision.transforms.v2 as T
+
+    return T.Compose([T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
+                      T.RandomApply([T.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.5)])
+
+
 class SmallCNN(ModelSpec):
     """Small CNN with BatchNorm trained on the source ``train`` split (Adam, seeded; cached by data, config, seed)."""
 
     name = "small_cnn"
-    defaults = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "width": 32, "size": 28}
+    defaults = {"epochs": 6, "batch_size": 128, "lr": 1e-3, "width": 32, "size": 28, "augment": True}
 
     def build(self, dataset: Any, seed: int, cache_root: Path, device: str = "cpu") -> SourceModel:
         cfg = {**self.defaults, **self.options}
@@ -64,6 +77,7 @@ class SmallCNN(ModelSpec):
         opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
         x_all = preprocess(images)
         y_all = torch.as_tensor(y)
+        augment = training_augmentation() if cfg["augment"] else None
         n, bs = len(y), cfg["batch_size"]
         steps = cfg["epochs"] * ((n + bs - 1) // bs)
         with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False, disable=None) as bar:
@@ -73,7 +87,8 @@ class SmallCNN(ModelSpec):
                     idx = order[start:start + bs]
                     if len(idx) < 2:
                         continue
-                    loss = nn.functional.cross_entropy(net(x_all[idx].to(device)), y_all[idx].to(device))
+                    xb = augment(x_all[idx]) if augment else x_all[idx]
+                    loss = nn.functional.cross_entropy(net(xb.to(device)), y_all[idx].to(device))
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
