@@ -72,3 +72,24 @@ def test_cli_unknown_method_lists_valid_ones(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "unknown method 'nope'" in proc.stderr and "source_only" in proc.stderr
+
+
+def test_unknown_override_key_lists_valid_keys(capsys):
+    assert main(["run", "methd=[source_only]"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'methd'" in err and "method" in err and "seed" in err
+
+
+def test_nan_logits_are_caught_at_the_model_boundary(digits_small, cache_dir):
+    import torch
+
+    from shiftbench.cache import ArrayCache
+    from shiftbench.errors import InvalidArrayError
+    from shiftbench.models import SourceModel, image_preprocess
+
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
+    head = torch.nn.Linear(4, 10)
+    head.bias.data[3] = float("nan")
+    model = SourceModel("nan_model", backbone, head, image_preprocess(28, 1, (0.1,), (0.3,)), "nan-model-test")
+    with pytest.raises(InvalidArrayError, match="logits of model 'nan_model' on split 'test' contains NaN"):
+        model.outputs(digits_small.split("test"), ArrayCache(cache_dir / "nan-test"))

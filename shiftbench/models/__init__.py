@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shiftbench.arrays import check_matrix
 from shiftbench.cache import ArrayCache
 from shiftbench.plugins import PluginRegistry
 
@@ -66,11 +67,16 @@ class SourceModel:
         return {"feats": np.concatenate(feats), "logits": np.concatenate(logits)}
 
     def outputs(self, split: Any, cache: ArrayCache, batch_size: int = 512) -> dict[str, np.ndarray]:
-        """Cached ``{"feats", "logits"}`` of a split (labelled or not): one forward pass per (model, split)."""
-        return cache.get_or_compute(
+        """Cached ``{"feats", "logits"}`` of a split (labelled or not): one forward pass per (model, split).
+
+        Non-finite outputs raise :class:`InvalidArrayError` naming the model and the split."""
+        out = cache.get_or_compute(
             "outputs", {"model": self.fingerprint, "split": split.fingerprint},
             lambda: self.forward_arrays(split.inputs(), batch_size),
         )
+        for key in ("logits", "feats"):
+            check_matrix(out[key], f"{key} of model {self.name!r} on split {split.name!r}", n_rows=len(split))
+        return out
 
 
 class ModelSpec:
