@@ -6,7 +6,8 @@ Data layout under ``root_dir`` (default ``data/metashift``):
   repository): a dict ``"class(context)" -> set of Visual Genome image ids``;
 - ``allImages/images/<id>.jpg`` — the Visual Genome / GQA images.
 
-Datasets (images are uint8 (N, S, S, 3), RGB, resized to ``image_size``, read lazily):
+Datasets (images are uint8 (N, S, S, 3), RGB, resized to ``image_size``, read lazily; metadata
+has ``image_id``, ``y``, ``class`` and ``context``; rows are sorted by class and image id):
 
 - ``metashift/catdog-d0.44`` / ``-d0.71`` / ``-d1.12`` / ``-d1.43`` — the paper's Cat-vs-Dog domain
   generalisation experiments: train on cat(sofa + bed) and one pair of dog communities, test on

@@ -106,6 +106,11 @@ def human_size(n_bytes: int | None) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.0f} MB"
 
 
+def as_flag(value: Any) -> bool:
+    """A boolean option given as a bool or as text (``-o unlabelled=false`` on the command line)."""
+    return str(value).strip().lower() in ("true", "1", "yes", "y")
+
+
 def latest_version(versions: dict[str, Any]) -> str:
     """The highest ``major.minor`` key of a WILDS ``_versions_dict``."""
     return max(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
@@ -276,7 +281,7 @@ class WildsDataset(Dataset):
                          unlabelled=unlabelled)
         self.root_dir = Path(root_dir).expanduser()
         self.image_size = int(image_size or self.default_image_size)
-        self._check_requirements()
+        self.check_requirements()
         wilds_cls = _resolve(self.wilds_class)
         self.version = str(version or latest_version(wilds_cls._versions_dict))
         self.data_dir = self._require_data(wilds_cls, self.version)
@@ -287,18 +292,20 @@ class WildsDataset(Dataset):
         eval_fields = getattr(getattr(self.wilds, "_eval_grouper", None), "groupby_fields", None)
         self.grouper = Grouper(self.group_fields or eval_fields or [])
         self._build_splits()
-        if unlabelled and self.wilds_unlabeled_class is not None:
+        if as_flag(unlabelled) and self.wilds_unlabeled_class is not None:
             self._build_unlabelled()
 
     # -- loading --------------------------------------------------------------------------------
 
-    def _check_requirements(self) -> None:
-        for module, package in self.requires.items():
+    @classmethod
+    def check_requirements(cls) -> None:
+        """A clear error when the WILDS class needs a package that is not installed."""
+        for module, package in cls.requires.items():
             try:
                 importlib.import_module(module)
             except ImportError as exc:
                 raise ShiftbenchError(
-                    f"{self.name} needs the {package!r} package, which wilds' {self.wilds_name} loader imports; "
+                    f"{cls.name} needs the {package!r} package, which wilds' {cls.wilds_name} loader imports; "
                     f"install it with: pip install {package}") from exc
 
     def _require_data(self, wilds_cls: type, version: str) -> Path:
@@ -410,7 +417,7 @@ class WildsDataset(Dataset):
     @classmethod
     def download(cls, root_dir: str = "data", yes: bool = False, unlabeled: bool | str = False) -> Path:
         """Fetch this dataset with the WILDS downloader (asks before a multi-GB download unless ``yes``)."""
-        return download(cls.wilds_name, root_dir, yes=yes, unlabeled=str(unlabeled).lower() in ("true", "1", "yes"))
+        return download(cls.wilds_name, root_dir, yes=yes, unlabeled=as_flag(unlabeled))
 
 
 # ---- the datasets -------------------------------------------------------------------------------
@@ -603,6 +610,7 @@ def download(name: str, root_dir: str | Path = "data", yes: bool = False, unlabe
 
         raise UnknownNameError("WILDS dataset", short, list(adapters))
     adapter = adapters[short]
+    adapter.check_requirements()
     class_path = adapter.wilds_unlabeled_class if unlabeled else adapter.wilds_class
     if class_path is None:
         raise ShiftbenchError(f"WILDS has no unlabelled data for {short}")

@@ -59,7 +59,7 @@ def _assert_same_results(ours: dict, theirs: dict) -> None:
         assert ours[key] == pytest.approx(float(value), rel=1e-6, abs=1e-7), key  # WILDS computes in float32
 
 
-@pytest.mark.parametrize("name", sorted(wilds_fixtures.BUILDERS))
+@pytest.mark.parametrize("name", wilds_fixtures.CLASSIFICATION)
 def test_official_metrics_equal_wilds_eval(wilds_root, name, fake_torch_scatter):
     ds = _dataset(wilds_root, name)
     rng = np.random.default_rng(0)
@@ -69,6 +69,32 @@ def test_official_metrics_equal_wilds_eval(wilds_root, name, fake_torch_scatter)
         for y_pred in _predictions(ds.split(split).y, ds.n_classes, rng):
             theirs, _ = ds.wilds.eval(torch.as_tensor(y_pred), y_true, metadata)
             _assert_same_results(ds.official_metrics(split, y_pred), theirs)
+
+
+def _box_predictions(truth: np.ndarray, rng: np.random.Generator) -> list[dict]:
+    """Jittered true boxes, some dropped, plus spurious ones, with scores around the 0.5 threshold."""
+    preds = []
+    for t in truth:
+        boxes = t["boxes"][rng.random(len(t["boxes"])) < 0.8] + rng.normal(0, 8, (1, 4))
+        boxes = np.concatenate([boxes, rng.uniform(0, 900, (rng.integers(0, 3), 4)).cumsum(axis=1) % 1000])
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 5)
+        preds.append({"boxes": torch.as_tensor(boxes).float(), "scores": torch.as_tensor(rng.uniform(0.3, 1, len(boxes)))})
+    return preds
+
+
+def test_globalwheat_detection_metrics_equal_wilds_eval(wilds_root, fake_torch_scatter):
+    ds = _dataset(wilds_root, "globalwheat", image_size=32)
+    assert ds.task == "detection" and set(ds.splits) == {"train", "val", "test", "id_val", "id_test"}
+    assert ds.grouper.columns == ["session"]
+    rng = np.random.default_rng(0)
+    for split in ds.splits:
+        subset = ds.wilds.get_subset(split)
+        preds = _box_predictions(ds.split(split).y, rng)
+        theirs, _ = ds.wilds.eval(preds, [ds.wilds.y_array[i] for i in subset.indices], subset.metadata_array)
+        ours = ds.official_metrics(split, preds)
+        _assert_same_results(ours, theirs)
+        assert 0 < ours["detection_acc_avg_dom"] < 1
+    assert ds.split("test").inputs(np.array([0])).shape == (1, 32, 32, 3)
 
 
 def test_splits_metadata_and_grouper_follow_wilds(wilds_root):
@@ -302,3 +328,15 @@ def test_split_subset_keeps_task_and_evaluates(wilds_root):
     sub = ds.split("test").subset(np.array([0, 2]))
     assert isinstance(sub, Split) and len(sub) == 2
     assert ds.evaluate(sub, sub.y)["acc_avg"] == 1.0
+
+
+def test_extra_packages_are_named_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_geometric", None)  # as if not installed
+    with pytest.raises(ShiftbenchError, match="pip install torch_geometric"):
+        load("wilds/ogb-molpcba", root_dir=str(tmp_path))
+    with pytest.raises(ShiftbenchError, match="pip install torch_geometric"):
+        wilds_adapter.download("ogb-molpcba", tmp_path, yes=True)
+
+
+def test_unlabelled_pools_can_be_switched_off_from_text_options(wilds_root):
+    assert not _dataset(wilds_root, "civilcomments", unlabelled="false").unlabelled

@@ -160,7 +160,36 @@ def amazon(root: Path, seed: int = 0) -> Path:
     return data_dir
 
 
+def globalwheat(root: Path, seed: int = 0) -> Path:
+    """globalwheat_v1.1: official_{train,val,test}.csv and fixed_train_{val,test}.csv (image_name,
+    BoxesString 'x1 y1 x2 y2;...' or 'no_box', domain = session index), metadata_domain.csv
+    (';'-separated, one row per WILDS session) and images/*.png."""
+    from wilds.datasets.globalwheat_dataset import COUNTRIES, LOCATIONS, SESSIONS, STAGES
+
+    rng = np.random.default_rng(seed)
+    data_dir = _release(root, "globalwheat", "1.1")
+    pd.DataFrame({"name": SESSIONS, "country": COUNTRIES[0], "location": LOCATIONS[0],
+                  "development_stage": STAGES[0]}).to_csv(data_dir / "metadata_domain.csv", sep=";", index=False)
+    files = {"official_train.csv": [0, 1], "fixed_train_val.csv": [0, 1], "fixed_train_test.csv": [0, 1],
+             "official_val.csv": [12, 13], "official_test.csv": [20, 21]}
+    k = 0
+    for file, sessions in files.items():
+        rows = []
+        for session in sessions:
+            for _ in range(3):
+                n_boxes = k % 4
+                corners = rng.integers(0, 900, (n_boxes, 2))
+                boxes = [f"{x} {y} {x + w} {y + h}" for (x, y), (w, h) in zip(corners, rng.integers(20, 100, (n_boxes, 2)))]
+                rows.append({"image_name": f"wheat_{k}.png", "BoxesString": ";".join(boxes) or "no_box",
+                             "domain": session})
+                _image(data_dir / "images" / f"wheat_{k}.png", int(n_boxes > 1), rng)
+                k += 1
+        pd.DataFrame(rows).to_csv(data_dir / file, index=False)
+    return data_dir
+
+
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "camelyon17": camelyon17, "waterbirds": waterbirds, "iwildcam": iwildcam, "fmow": fmow,
-    "civilcomments": civilcomments, "amazon": amazon,
+    "civilcomments": civilcomments, "amazon": amazon, "globalwheat": globalwheat,
 }
+CLASSIFICATION = ["amazon", "camelyon17", "civilcomments", "fmow", "iwildcam", "waterbirds"]
