@@ -97,6 +97,24 @@ def test_globalwheat_detection_metrics_equal_wilds_eval(wilds_root, fake_torch_s
     assert ds.split("test").inputs(np.array([0])).shape == (1, 32, 32, 3)
 
 
+def test_poverty_regression_through_the_adapter_equals_wilds_eval(wilds_root, fake_torch_scatter):
+    ds = _dataset(wilds_root, "poverty")
+    assert ds.task == "regression" and ds.n_classes == 0 and ds.grouper.columns == ["urban"]
+    assert {k: len(s) for k, s in ds.splits.items()} == {"train": 40, "id_val": 1000, "id_test": 1000, "val": 10, "test": 10}
+    rng = np.random.default_rng(0)
+    for split in ds.splits:
+        subset = ds.wilds.get_subset(split)
+        y_pred = ds.split(split).y + rng.normal(0, 0.5, len(subset))
+        theirs, _ = ds.wilds.eval(torch.as_tensor(y_pred).float().unsqueeze(1), subset.y_array, subset.metadata_array)
+        ours = ds.official_metrics(split, y_pred)
+        assert set(ours) == set(theirs)
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), key
+    tiles = ds.split("test").inputs(np.array([0, 1]))
+    assert tiles.shape == (2, 4, 4, 8) and tiles.dtype == np.float32  # channel-last
+    np.testing.assert_allclose(tiles[:, 0, 0, 0], ds.split("test").y[:2], rtol=1e-6)
+
+
 def test_splits_metadata_and_grouper_follow_wilds(wilds_root):
     ds = _dataset(wilds_root, "camelyon17")
     assert ds.name == "wilds/camelyon17" and ds.n_classes == 2

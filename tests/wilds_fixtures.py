@@ -188,8 +188,28 @@ def globalwheat(root: Path, seed: int = 0) -> Path:
     return data_dir
 
 
+def poverty(root: Path, seed: int = 0) -> Path:
+    """poverty_v1.1: dhs_metadata.csv (country, urban, wealthpooled) and images/landsat_poverty_img_<row>.npz
+    holding 'x' (8 bands x 4 x 4 here, 224 x 224 in WILDS). WILDS holds out 2,000 in-country rows for
+    id_val / id_test before train, hence 2,060 rows; fold A's OOD countries give val and test."""
+    from wilds.datasets.poverty_dataset import SURVEY_NAMES
+
+    rng = np.random.default_rng(seed)
+    data_dir = _release(root, "poverty", "1.1")
+    fold = SURVEY_NAMES["2009-17A"]
+    countries = [fold["train"][0]] * 2040 + [fold["val"][0]] * 10 + [fold["test"][0]] * 10
+    urban = rng.random(len(countries)) < 0.4
+    wealth = np.round(rng.normal(0, 1, len(countries)) + urban, 4)
+    pd.DataFrame({"country": countries, "urban": urban, "wealthpooled": wealth}).to_csv(data_dir / "dhs_metadata.csv",
+                                                                                       index=False)
+    (data_dir / "images").mkdir()
+    for i, w in enumerate(wealth):
+        np.savez(data_dir / "images" / f"landsat_poverty_img_{i}.npz", x=np.full((8, 4, 4), w, dtype=np.float32))
+    return data_dir
+
+
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "camelyon17": camelyon17, "waterbirds": waterbirds, "iwildcam": iwildcam, "fmow": fmow,
-    "civilcomments": civilcomments, "amazon": amazon, "globalwheat": globalwheat,
+    "civilcomments": civilcomments, "amazon": amazon, "globalwheat": globalwheat, "poverty": poverty,
 }
 CLASSIFICATION = ["amazon", "camelyon17", "civilcomments", "fmow", "iwildcam", "waterbirds"]
