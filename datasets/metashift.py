@@ -369,8 +369,11 @@ class CatDogIndoorOutdoor(MetaShiftDataset):
 # ---- any classes, contexts as domains ----------------------------------------------------------------
 
 class MetaShiftContexts(MetaShiftDataset):
-    """Any MetaShift classes with their contexts as domains: ``test_context`` is the shifted split;
-    each image carries its context (its largest subset) and that subset's distance to the test context."""
+    """Any MetaShift classes with their contexts as domains; images of ``test_context`` are the shifted test split.
+
+    Each image carries its context (its largest subset, the test context first) and the subset
+    distance from that context to the test context; ``context_distances[class]`` has all pairs.
+    """
 
     name = "metashift/contexts"
 
