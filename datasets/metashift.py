@@ -42,6 +42,7 @@ import pandas as pd
 
 from shiftbench.cache import stable_hash
 from shiftbench.dataset import Dataset, Grouper, Split
+from shiftbench.datasets._options import as_flag
 from shiftbench.errors import MissingDataError, ShiftbenchError
 
 SUBSETS_FILE = "full-candidate-subsets.pkl"
@@ -264,7 +265,8 @@ class _CatDogDomainGeneralisation(MetaShiftDataset):
         fit, held = self._holdout(frame, float(holdout_fraction))
         self._add_split("train", fit)
         self._add_split("id_val", held)
-        test_frame = self._frame({"dog": test["dog(shelf)"], **({"cat": test["cat(shelf)"]} if test_cats else {})})
+        cats = {"cat": test["cat(shelf)"]} if as_flag(test_cats) else {}
+        test_frame = self._frame({"dog": test["dog(shelf)"], **cats})
         test_frame["context"] = "shelf"
         self._add_split("test", test_frame)
         self.n_classes, self.class_names = 2, list(self.class_order)

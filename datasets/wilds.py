@@ -50,6 +50,7 @@ from shiftbench.arrays import check_labels, to_numpy
 from shiftbench.cache import stable_hash
 from shiftbench.dataset import Dataset, Grouper, Split, UnlabelledSplit, fingerprint_arrays
 from shiftbench.datasets import _wilds_eval as official
+from shiftbench.datasets._options import as_flag
 from shiftbench.errors import MissingDataError, ShiftbenchError
 from shiftbench.metrics import classification_metrics
 
@@ -106,11 +107,6 @@ def human_size(n_bytes: int | None) -> str:
     if n_bytes is None:
         return "size unknown"
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.0f} MB"
-
-
-def as_flag(value: Any) -> bool:
-    """A boolean option given as a bool or as text (``-o unlabelled=false`` on the command line)."""
-    return str(value).strip().lower() in ("true", "1", "yes", "y")
 
 
 def latest_version(versions: dict[str, Any]) -> str:

@@ -57,6 +57,15 @@ def test_domain_generalisation_splits(root, subsets, name):
     assert set(ds.split("train").y) == {0, 1}
 
 
+def test_cat_shelf_images_join_the_test_split_on_request(root, subsets):
+    ds = load("metashift/catdog-d0.44", root_dir=str(root), image_size=16, test_cats="true")
+    test = ds.split("test").metadata
+    cat_shelf = set().union(*(subsets[n] for n in ("cat(container)", "cat(shelf)", "cat(vase)", "cat(bowl)")))
+    assert set(test.loc[test["y"] == 0, "image_id"]) == cat_shelf - set(metashift_fixtures.DUPES)
+    assert len(load("metashift/catdog-d0.44", root_dir=str(root), image_size=16, test_cats="false").split("test")) \
+        == int((test["y"] == 1).sum())
+
+
 def test_dog_pairs_differ_and_distance_matches_networkx(root, subsets):
     nx = pytest.importorskip("networkx")
     names = sorted(ms.DOG_TRAIN) + sorted(ms.DOG_TEST) + sorted(ms.DOG_ADDITIONAL_TEST)
