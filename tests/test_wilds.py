@@ -360,3 +360,12 @@ def test_extra_packages_are_named_before_loading(tmp_path, monkeypatch):
 
 def test_unlabelled_pools_can_be_switched_off_from_text_options(wilds_root):
     assert not _dataset(wilds_root, "civilcomments", unlabelled="false").unlabelled
+
+
+def test_wilds_is_imported_without_its_pypi_version_check():
+    import subprocess
+
+    code = ("from shiftbench.datasets.wilds import import_wilds; import_wilds(); import sys, wilds.version as v; "
+            "assert v.check_outdated is None and 'outdated' not in sys.modules; print('no check')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "no check" in done.stdout, done.stderr
