@@ -165,7 +165,7 @@ def flights_rows() -> list[dict]:
     realised = realised_metrics(target.y, target.probs, target.probs.argmax(1), chunks, ("accuracy",))["accuracy"]
     plot_estimates(est.assign(key=[f"2013-{m:02d}" for m in sorted(months.unique())]), "accuracy", realised,
                    RESULTS / "performance_estimation_nycflights.png",
-                   title="NYC flights 2013: CBPE-estimated vs realised accuracy per month (trained on Jan-Apr)")
+                   title="NYC flights 2013 (model trained on Jan-Apr): CBPE vs realised accuracy")
     later = (months > 4).to_numpy()
     sub = Outputs(target.probs[later], target.X[later], target.y[later])
     return evaluate("NYC flights 2013, months 5-12", ref, sub, chunk_by_period(months[later]))

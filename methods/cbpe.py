@@ -45,8 +45,9 @@ from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import PerformanceEstimator
 from shiftbench.methods._density_ratio import density_ratios
-from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, Chunks, add_alerts, confusion_by_chunk,
-                                   equal_size_groups, make_chunks, realised_metrics, reference_band, score_columns)
+from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, Chunks, add_alerts,
+                                   confusion_by_chunk, equal_size_groups, make_chunks, realised_metrics,
+                                   reference_band, score_columns)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -206,12 +207,14 @@ class ConfidenceBasedEstimator:
         return scores, predicted_classes(pred, scores, "pred")
 
     def bands(self, chunks: Chunks) -> dict[str, tuple[float, float]]:
-        """Alert band per metric from the reference chunked like ``chunks`` (their typical size)."""
-        size = int(np.median(chunks.sizes())) or 1
-        ref_chunks = make_chunks(len(self.reference_y_), chunk_size=size)
+        """Alert band per metric from the reference chunked like ``chunks`` (their median size)."""
+        size = max(int(np.median(chunks.sizes())), 1)
+        ref_size = min(size, max(len(self.reference_y_) // MIN_REFERENCE_CHUNKS, 1))
+        ref_chunks = make_chunks(len(self.reference_y_), chunk_size=ref_size)
         realised = realised_metrics(self.reference_y_, self.reference_scores_, self.reference_pred_, ref_chunks,
                                     self.metrics)
-        return {m: reference_band(realised[m].to_numpy()) for m in self.metrics}
+        scale = np.sqrt(ref_size / size)
+        return {m: reference_band(realised[m].to_numpy(), scale=scale) for m in self.metrics}
 
     def _table(self, q: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks: Chunks) -> pd.DataFrame:
         return add_alerts(estimate_metrics(q, scores, pred, chunks, self.metrics), self.bands(chunks))

@@ -4,7 +4,10 @@ A monitored model's outputs arrive in **chunks** (fixed-size slices in arrival o
 per value of a period column such as the month). A label-free estimator (CBPE, M-CBPE, ATC, DoC)
 gives one estimate per chunk; an **alert** fires when an estimate leaves the reference band.
 The band is NannyML's default: the realised metric on the reference set, chunked the same way,
-mean +- 3 standard deviations (population std), clipped to the metric's range [0, 1].
+mean +- 3 standard deviations (population std), clipped to the metric's range [0, 1]. Where the
+reference is too small for ``MIN_REFERENCE_CHUNKS`` chunks of that size (e.g. monthly chunks larger
+than the reference), it is cut into that many smaller chunks and the std is rescaled to the
+monitored chunk size by sqrt(reference chunk size / chunk size), the standard-error scaling.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from shiftbench.errors import ShiftbenchError
+
+#: fewest reference chunks a band's standard deviation is computed from
+MIN_REFERENCE_CHUNKS = 6
+
 
 @dataclass(frozen=True)
 class Chunks:
@@ -166,12 +173,14 @@ def realised_metrics(y: np.ndarray, scores: np.ndarray, pred: np.ndarray, chunks
 METRICS = tuple(REALISED)
 
 
-def reference_band(values: np.ndarray, n_std: float = 3.0, limits: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
-    """NannyML's standard-deviation band: mean +- ``n_std`` population std of reference-chunk values, clipped."""
+def reference_band(values: np.ndarray, n_std: float = 3.0, limits: tuple[float, float] = (0.0, 1.0),
+                   scale: float = 1.0) -> tuple[float, float]:
+    """NannyML's standard-deviation band: mean +- ``n_std`` population std of reference-chunk values
+    (times ``scale``, for reference chunks smaller than the monitored ones), clipped to ``limits``."""
     values = np.asarray(values, dtype=np.float64)
     if np.all(np.isnan(values)):
         return limits
-    centre, spread = np.nanmean(values), np.nanstd(values)
+    centre, spread = np.nanmean(values), np.nanstd(values) * scale
     return max(centre - n_std * spread, limits[0]), min(centre + n_std * spread, limits[1])
 
 
@@ -207,7 +216,7 @@ def plot_estimates(estimates: pd.DataFrame, metric: str = "accuracy", realised: 
         ax.scatter(x[alerts], estimates[metric].to_numpy()[alerts], color="tab:red", zorder=3, s=60, label="alert")
     ax.set_xticks(x, estimates["key"] if "key" in estimates else x, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric}: estimated vs realised per chunk")
+    ax.set_title(title or f"{metric}: estimated vs realised per chunk", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:

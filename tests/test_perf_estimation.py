@@ -270,6 +270,18 @@ def test_chunks_by_period_and_alerts(tmp_path):
     assert (tmp_path / "acc.png").stat().st_size > 1000 and fig is not None
 
 
+def test_band_for_chunks_larger_than_the_reference_is_rescaled():
+    p_ref, y_ref = binary_data(1200, 24, power=1.0)
+    p_an, y_an = binary_data(5000, 25, power=1.0)
+    est = CBPE(metrics=("accuracy",)).fit(p_ref, y_ref).estimate(p_an)  # one chunk of 5000 > reference
+    lo, hi = est.loc[0, "accuracy_lower"], est.loc[0, "accuracy_upper"]
+    ref_chunks = realised_metrics(y_ref, np.column_stack([1 - p_ref, p_ref]), (p_ref > 0.5).astype(int),
+                                  make_chunks(1200, 200), ("accuracy",))["accuracy"]
+    half_width = 3 * ref_chunks.std(ddof=0) * np.sqrt(200 / 5000)
+    assert (lo, hi) == pytest.approx((ref_chunks.mean() - half_width, ref_chunks.mean() + half_width))
+    assert lo < np.mean((p_an > 0.5) == y_an) < hi
+
+
 def test_bad_inputs_give_clear_errors():
     p, y = binary_data(500, 22)
     with pytest.raises(ShiftbenchError, match="valid metrics"):
