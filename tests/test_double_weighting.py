@@ -1,0 +1,170 @@
+"""DW-GCS against its definition: the DW-KMM programme, the confidence LP and the minimax risk."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from shiftbench.errors import ShiftbenchError
+from shiftbench.methods import double_weighting as dw
+
+
+def shifted_sample(n: int = 60, t: int = 50, d: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(n, d))
+    Xt = rng.normal(size=(t, d)) + 0.6
+    w = np.array([1.0, -1.0, 0.5])[:d]
+    ys = (Xs @ w + 0.3 * rng.normal(size=n) > 0).astype(int)
+    return Xs, ys, Xt
+
+
+def exact_kernel(X: np.ndarray, sigma: float) -> np.ndarray:
+    sq = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    return np.exp(-sq / (2 * sigma**2))
+
+
+def dwkmm_objective(K: np.ndarray, beta: np.ndarray, alpha: np.ndarray) -> float:
+    w = np.concatenate([beta / len(beta), -alpha / len(alpha)])
+    return float(w @ K @ w)
+
+
+def test_factor_reproduces_kernel_and_stops_on_duplicates():
+    Xs, _, Xt = shifted_sample()
+    X = np.vstack([Xs, Xs[:10], Xt])  # duplicated rows make K singular
+    K = exact_kernel(X, 1.3)
+    L = dw.rbf_factor(X, 1.3)
+    assert L.shape[1] <= len(X) - 10
+    np.testing.assert_allclose(L @ L.T, K, atol=1e-6)
+
+
+def test_d_one_is_kernel_mean_matching_with_unit_test_weights():
+    cp = pytest.importorskip("cvxpy")
+    Xs, _, Xt = shifted_sample()
+    n, t = len(Xs), len(Xt)
+    X = np.vstack([Xs, Xt])
+    sigma = dw.knn_bandwidth(X)
+    weights = dw.dw_kmm(dw.rbf_factor(X, sigma), n, 1.0)
+    np.testing.assert_array_equal(weights.alpha, np.ones(t))
+    # plain KMM (alpha = 1) written directly on the exact kernel
+    K = exact_kernel(X, sigma)
+    beta = cp.Variable(n)
+    w = cp.hstack([beta / n, -np.ones(t) / t])
+    problem = cp.Problem(cp.Minimize(cp.quad_form(w, cp.psd_wrap(K))),
+                         [beta >= 0, beta <= 1000, cp.abs(cp.sum(beta) / n - 1) <= 1 - 1 / np.sqrt(n)])
+    problem.solve(solver="CLARABEL")
+    assert dwkmm_objective(K, weights.beta, weights.alpha) == pytest.approx(problem.value, rel=1e-4, abs=1e-9)
+    assert weights.objective == pytest.approx(problem.value, rel=1e-4, abs=1e-9)
+
+
+def test_dwkmm_matches_direct_cvxpy_programme_and_its_constraints():
+    cp = pytest.importorskip("cvxpy")
+    Xs, _, Xt = shifted_sample(seed=3)
+    n, t, D = len(Xs), len(Xt), 4.0
+    X = np.vstack([Xs, Xt])
+    sigma = dw.knn_bandwidth(X)
+    ours = dw.dw_kmm(dw.rbf_factor(X, sigma), n, D)
+    K = exact_kernel(X, sigma)
+    beta, alpha = cp.Variable(n), cp.Variable(t)
+    cons = [beta >= 0, beta <= 1000 / np.sqrt(D), alpha >= 0, alpha <= 1,
+            cp.abs(cp.sum(beta) / n - cp.sum(alpha) / t) <= 1 - 1 / np.sqrt(n),
+            cp.norm(alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t)]
+    ref = cp.Problem(cp.Minimize(cp.quad_form(cp.hstack([beta / n, -alpha / t]), cp.psd_wrap(K))), cons)
+    ref.solve(solver="CLARABEL")
+    assert dwkmm_objective(K, ours.beta, ours.alpha) == pytest.approx(ref.value, rel=1e-3, abs=1e-9)
+    assert np.linalg.norm(ours.alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t) * (1 + 1e-6)
+    assert abs(ours.beta.mean() - ours.alpha.mean()) <= 1 - 1 / np.sqrt(n) + 1e-6
+
+
+def test_larger_d_relaxes_the_test_weights():
+    # B / sqrt(D) stays inactive on this grid, so the feasible sets grow with D
+    Xs, _, Xt = shifted_sample(seed=5)
+    X = np.vstack([Xs, Xt])
+    L = dw.rbf_factor(X, dw.knn_bandwidth(X))
+    fits = [dw.dw_kmm(L, len(Xs), D) for D in dw.D_GRID]
+    objectives = np.array([f.objective for f in fits])
+    deviations = np.array([np.linalg.norm(f.alpha - 1) for f in fits])
+    assert np.all(np.diff(objectives) <= 1e-7)
+    assert np.all(np.diff(deviations) >= -1e-6)
+    assert deviations[0] == 0 and deviations[-1] > 0
+
+
+def test_simplex_projection_is_the_subset_maximum_rule():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 4)) * 2
+    h = dw.simplex_projection(a)
+    np.testing.assert_allclose(h.sum(1), 1)
+    assert (h >= 0).all()
+    subsets = [c for r in range(1, 5) for c in itertools.combinations(range(4), r)]
+    psi = np.array([max((row[list(c)].sum() - 1) / len(c) for c in subsets) for row in a])
+    np.testing.assert_allclose(h, np.maximum(a - psi[:, None], 0), atol=1e-12)
+
+
+def minimax_risk_01(model: dw.DoubleWeighting) -> float:
+    """The 0-1 minimax risk at the fitted mu, from the definition (subsets enumerated)."""
+    K = model.n_classes_
+    mu = model.mu_
+    a = model.alpha_[:, None] * (model.F_target_ @ mu.reshape(K, -1).T)
+    subsets = [c for r in range(1, K + 1) for c in itertools.combinations(range(K), r)]
+    psi = np.array([max((row[list(c)].sum() - 1) / len(c) for c in subsets) for row in a])
+    return float(1 - model.tau_ @ mu + model.lambda_ @ np.abs(mu) + psi.mean())
+
+
+def test_zero_one_mrc_is_optimal_against_direct_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    Xs, ys, Xt = shifted_sample(seed=7)
+    model = dw.DoubleWeighting(D=4.0, loss="0-1").fit(Xs, ys, Xt)
+    assert model.risk_ == pytest.approx(minimax_risk_01(model), abs=1e-7)
+    K, t = model.n_classes_, len(Xt)
+    mu = cp.Variable(model.tau_.size)
+    a = cp.reshape(model.F_target_ @ cp.reshape(mu, (K, -1), order="C").T, (t, K), order="C")
+    a = cp.multiply(model.alpha_[:, None], a)
+    subsets = [c for r in range(1, K + 1) for c in itertools.combinations(range(K), r)]
+    psi = cp.max(cp.hstack([cp.reshape((cp.sum(a[:, list(c)], axis=1) - 1) / len(c), (t, 1), order="C") for c in subsets]), axis=1)
+    ref = cp.Problem(cp.Minimize(1 - model.tau_ @ mu + model.lambda_ @ cp.abs(mu) + cp.sum(psi) / t))
+    ref.solve(solver="CLARABEL")
+    assert model.risk_ == pytest.approx(ref.value, abs=1e-6)
+
+
+def test_log_mrc_is_optimal_against_direct_cvxpy():
+    cp = pytest.importorskip("cvxpy")
+    Xs, ys, Xt = shifted_sample(seed=8)
+    model = dw.DoubleWeighting(D=2.0, loss="log").fit(Xs, ys, Xt)
+    K, t = model.n_classes_, len(Xt)
+    mu = cp.Variable(model.tau_.size)
+    scores = cp.multiply(model.alpha_[:, None], model.F_target_ @ cp.reshape(mu, (K, -1), order="C").T)
+    ref = cp.Problem(cp.Minimize(-model.tau_ @ mu + model.lambda_ @ cp.abs(mu) + cp.sum(cp.log_sum_exp(scores, axis=1)) / t))
+    ref.solve(solver="CLARABEL")
+    assert model.risk_ == pytest.approx(ref.value, abs=1e-5)
+    np.testing.assert_allclose(model.predict_proba(Xt).sum(1), 1)
+
+
+def test_confidence_vector_covers_tau():
+    Xs, ys, Xt = shifted_sample(seed=9)
+    model = dw.DoubleWeighting(D=4.0).fit(Xs, ys, Xt)
+    assert (model.lambda_ >= dw.CONFIDENCE_DELTA - 1e-12).all()
+    # some target labelling p has |E_p[alpha phi] - tau| <= lambda: the uncertainty set is non-empty,
+    # so the minimax risk is a probability
+    assert 0 <= model.risk_ <= 1
+
+
+def test_auto_picks_lowest_minimax_risk_and_predicts():
+    Xs, ys, Xt = shifted_sample(seed=11)
+    model = dw.DoubleWeighting(D="auto").fit(Xs, ys, Xt)
+    assert set(model.risks_) == set(dw.D_GRID)
+    assert model.risk_ == min(model.risks_.values()) and model.risks_[model.D_] == model.risk_
+    proba = model.predict_proba(Xt)
+    assert proba.shape == (len(Xt), 2)
+    np.testing.assert_array_equal(model.predict(Xt), proba.argmax(1))
+
+
+def test_transductive_predictions_on_other_points_raise():
+    Xs, ys, Xt = shifted_sample()
+    model = dw.DoubleWeighting(D=2.0).fit(Xs, ys, Xt)
+    with pytest.raises(ShiftbenchError, match="transductive"):
+        model.predict(Xt[::-1])
+    with pytest.raises(ShiftbenchError, match="not fitted"):
+        dw.DoubleWeighting().predict(Xt)
+    with pytest.raises(ShiftbenchError, match="unknown loss"):
+        dw.DoubleWeighting(loss="hinge")
