@@ -75,7 +75,7 @@ def predicted_classes(pred: Any, scores: np.ndarray, name: str = "pred") -> np.n
 
 
 def _equal_count_edges(n: int, n_bins: int) -> np.ndarray:
-    """Left edges of NannyML's equal-count bins over n sorted values (at least 2 per bin)."""
+    """Edges of NannyML's equal-count bins over n sorted values (at least 2 values per bin)."""
     if n <= 2 * n_bins:
         n_bins = n // 2
         if n_bins < 2:
@@ -102,6 +102,9 @@ def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: 
     """Whether isotonic recalibration lowers the ECE of binary score ``p`` (NannyML's rule)."""
     if len(np.unique(y)) == 1 or roc_auc_score(y, p) > 0.999:
         return False
+    if np.bincount(y).min() < 2:
+        raise ShiftbenchError("a class has a single reference example, too few to judge calibration with "
+                              "stratified splits; give a reference set with at least 2 examples of every class present")
     splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.1, random_state=42).split(p, y)
     ys, raw, cal = [], [], []
     for train, test in splits:

@@ -198,6 +198,24 @@ def test_mcbpe_without_shift_agrees_with_reference_accuracy():
     assert abs(est["accuracy"].iloc[0] - np.mean((p_an > 0.5) == y_an)) < 0.03
 
 
+def test_mcbpe_multiclass_without_shift_is_close_to_cbpe():
+    p_ref, y_ref = multiclass_data(3000, 4, 26)
+    p_an, _ = multiclass_data(1000, 4, 27)
+    noise = np.random.default_rng(28).normal(size=p_ref.shape) * 0.1
+    metrics = ("accuracy", "f1", "roc_auc")
+    m = MCBPE(metrics=metrics).fit(np.log(p_ref) + noise, p_ref, y_ref).estimate(np.log(p_an), p_an, chunk_size=500)
+    c = CBPE(metrics=metrics).fit(p_ref, y_ref).estimate(p_an, chunk_size=500)
+    np.testing.assert_allclose(m[list(metrics)], c[list(metrics)], atol=0.01)
+
+
+def test_single_example_class_in_reference_is_a_clear_error():
+    p, y = multiclass_data(500, 3, 29)
+    y[:] = 0
+    y[0], y[1:3] = 1, 2
+    with pytest.raises(ShiftbenchError, match="single reference example"):
+        CBPE().fit(p, y)
+
+
 # ----------------------------------------------------------------------------- ATC, DoC, IW
 
 
