@@ -1,0 +1,201 @@
+"""Hyperparameter selection with realistic scorers: nested domain-aware cross-validation (SKADA-Bench
+style) for domain adapters, and cross-scenario selection for online TTA runs.
+
+Nested CV: *outer* splits cut source and target into train/test parts; the reported number is the
+target-test accuracy of the setting each scorer selects. *Inner* splits of the outer train part
+score every grid point: each (grid point, inner split) is fitted once and scored by every scorer
+(scorers share fits). Target labels of the inner validation part are built into a
+:class:`~shiftbench.scorers.LabelledTarget` only when an oracle scorer is asked for, and handed to
+it alone; every other scorer gets a :class:`~shiftbench.scorers.ValidationView` whose target has no
+labels. Results are long rows (outer split, scorer, oracle flag, selected params, accuracies);
+:func:`selection_table` shows per method the mean under each scorer next to the oracle.
+
+Cross-scenario selection (the LAME paper's protocol): on runner records, choose each method's
+hyperparameters on validation scenarios and apply them unchanged to held-out scenarios.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+
+from shiftbench.errors import ShiftbenchError
+from shiftbench.scorers import Candidate, LabelledTarget, Scorer, UnlabelledTarget, ValidationView, check_features
+
+#: builds an unfitted estimator (``fit(Xs, ys, Xt)``, ``predict_proba(X)``) from hyperparameters
+Factory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class DomainSplit:
+    """Index arrays of one split of source and target into train and test parts."""
+
+    source_train: np.ndarray
+    source_test: np.ndarray
+    target_train: np.ndarray
+    target_test: np.ndarray
+
+
+def _shuffle_split(n_splits: int, test_size: float, seed: int, y: np.ndarray | None, n: int) -> list[tuple]:
+    if y is not None:
+        return list(StratifiedShuffleSplit(n_splits, test_size=test_size, random_state=seed).split(np.zeros(n), y))
+    return list(ShuffleSplit(n_splits, test_size=test_size, random_state=seed).split(np.zeros(n)))
+
+
+def domain_shuffle_splits(y_source: np.ndarray, n_target: int, n_splits: int = 5, test_size: float = 0.2,
+                          seed: int = 0, y_target: np.ndarray | None = None) -> list[DomainSplit]:
+    """Repeated random splits of each domain (source stratified by label; target stratified only when
+    ``y_target`` is given, which the *outer* evaluation loop may do and an inner loop never does)."""
+    y_source = np.asarray(y_source)
+    src = _shuffle_split(n_splits, test_size, seed, y_source, len(y_source))
+    tgt = _shuffle_split(n_splits, test_size, seed + 1, y_target, n_target)
+    return [DomainSplit(s_tr, s_te, t_tr, t_te) for (s_tr, s_te), (t_tr, t_te) in zip(src, tgt)]
+
+
+def grid_points(grid: dict[str, Sequence] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A grid (dict of lists, crossed) or an explicit list of settings, as a list of settings."""
+    if isinstance(grid, list):
+        return [dict(p) for p in grid] or [{}]
+    keys = sorted(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def fit_candidate(make: Factory, params: dict[str, Any], Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Candidate:
+    """Fit one setting and wrap it for the scorers."""
+    model = make(**params)
+    model.fit(Xs, ys, Xt)
+    return Candidate(model, lambda: make(**params))
+
+
+def grid_scores(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, splits: Sequence[DomainSplit],
+                scorers: dict[str, Scorer], yt: np.ndarray | None = None) -> pd.DataFrame:
+    """Score every grid point on every split with every scorer (one fit per point and split).
+
+    Returns rows (point, params, split, scorer, oracle, score). ``yt`` (target labels) is needed only
+    when ``scorers`` contains an oracle, and only the oracle receives it. A setting whose fit or
+    scoring raises scores ``-inf`` (as in scikit-learn's ``error_score``).
+    """
+    oracles = [n for n, s in scorers.items() if s.needs_target_labels]
+    if oracles and yt is None:
+        raise ShiftbenchError(f"scorers {oracles} are oracles and need target labels; pass yt or drop them")
+    rows = []
+    for i, params in enumerate(grid_points(grid)):
+        for k, sp in enumerate(splits):
+            view = ValidationView(Xs[sp.source_train], ys[sp.source_train], Xs[sp.source_test], ys[sp.source_test],
+                                  UnlabelledTarget(Xt[sp.target_test]))
+            try:
+                cand = fit_candidate(make, params, view.X_train, view.y_train, Xt[sp.target_train])
+            except Exception:
+                cand = None
+            for name, scorer in scorers.items():
+                rows.append({"point": i, "params": json.dumps(params, sort_keys=True, default=str), "split": k,
+                             "scorer": name, "oracle": scorer.needs_target_labels,
+                             "score": _safe_score(scorer, cand, view, Xt, yt, sp)})
+    return pd.DataFrame(rows)
+
+
+def _safe_score(scorer: Scorer, cand: Candidate | None, view: ValidationView, Xt, yt, sp: DomainSplit) -> float:
+    if cand is None:
+        return -np.inf
+    try:
+        if scorer.needs_target_labels:
+            return scorer.score(cand, view, LabelledTarget(Xt[sp.target_test], yt[sp.target_test]))
+        return scorer.score(cand, view)
+    except Exception:
+        return -np.inf
+
+
+def best_params(scores: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per scorer, the setting with the highest mean score over splits (first one on ties)."""
+    mean = scores.groupby(["scorer", "point", "params"], sort=True)["score"].mean().reset_index()
+    mean["score"] = mean["score"].fillna(-np.inf)
+    best = mean.loc[mean.groupby("scorer", sort=False)["score"].idxmax()]
+    return {row.scorer: json.loads(row.params) for row in best.itertuples()}
+
+
+def nested_cv(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
+              scorers: dict[str, Scorer], outer: Sequence[DomainSplit], n_inner: int = 5,
+              inner_test_size: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """Nested domain-aware CV: per outer split and scorer, the selected setting refitted on the outer
+    train part and its accuracy on the outer target-test (and source-test) part.
+
+    ``yt`` is used for the outer evaluation and, within inner splits, only by oracle scorers.
+    """
+    Xs, Xt = check_features(Xs, "X_source"), check_features(Xt, "X_target")
+    ys, yt = np.asarray(ys), np.asarray(yt)
+    rows = []
+    for o, sp in enumerate(outer):
+        Xs_tr, ys_tr, Xt_tr, yt_tr = Xs[sp.source_train], ys[sp.source_train], Xt[sp.target_train], yt[sp.target_train]
+        inner = domain_shuffle_splits(ys_tr, len(Xt_tr), n_inner, inner_test_size, seed + 1000 * (o + 1))
+        chosen = best_params(grid_scores(make, grid, Xs_tr, ys_tr, Xt_tr, inner, scorers, yt_tr))
+        refits: dict[str, tuple[float, float]] = {}
+        for name in scorers:
+            params = chosen[name]
+            key = json.dumps(params, sort_keys=True, default=str)
+            if key not in refits:
+                refits[key] = _outer_accuracy(make, params, Xs_tr, ys_tr, Xt_tr, Xs[sp.source_test], ys[sp.source_test],
+                                              Xt[sp.target_test], yt[sp.target_test])
+            rows.append({"outer": o, "scorer": name, "oracle": scorers[name].needs_target_labels, "params": key,
+                         "target_accuracy": refits[key][0], "source_accuracy": refits[key][1]})
+    return pd.DataFrame(rows)
+
+
+def _outer_accuracy(make, params, Xs_tr, ys_tr, Xt_tr, Xs_te, ys_te, Xt_te, yt_te) -> tuple[float, float]:
+    cand = fit_candidate(make, params, Xs_tr, ys_tr, Xt_tr)
+    return (float((cand.predict(Xt_te, "target") == yt_te).mean()),
+            float((cand.predict(Xs_te, "source") == ys_te).mean()))
+
+
+def selection_table(results: pd.DataFrame, metric: str = "target_accuracy", decimals: int = 1) -> pd.DataFrame:
+    """Per method (rows), "mean ± std" (%) of ``metric`` under each scorer (columns); oracle columns
+    come last and are labelled ``<name> (oracle)``. ``results`` needs a ``method`` column."""
+    stats = results.groupby(["method", "scorer", "oracle"], sort=False)[metric].agg(["mean", "std"]).reset_index()
+    stats["cell"] = [f"{100 * m:.{decimals}f} ± {100 * (0 if np.isnan(s) else s):.{decimals}f}"
+                     for m, s in zip(stats["mean"], stats["std"])]
+    stats["column"] = np.where(stats["oracle"], stats["scorer"] + " (oracle)", stats["scorer"])
+    order = list(dict.fromkeys(stats.sort_values("oracle", kind="stable")["column"]))
+    table = stats.pivot(index="method", columns="column", values="cell")[order]
+    table.columns.name = None
+    return table.loc[list(dict.fromkeys(results["method"]))].reset_index()
+
+
+# ---------------------------------------------------------------- cross-scenario selection (online TTA)
+def cross_scenario_selection(frame: pd.DataFrame, metric: str, validation: Iterable[str],
+                             column: str = "scenario", higher_is_better: bool = True) -> pd.DataFrame:
+    """Choose each method's hyperparameters on ``validation`` scenarios and apply them to the others.
+
+    ``frame`` is :func:`shiftbench.store.records_frame` output (``method``, ``hparams``, ``column``,
+    ``seed``, ``metric.<metric>``). Per method: the hparams with the best mean over validation
+    scenarios and seeds; their mean on the held-out scenarios (``heldout``); the per-held-out-scenario
+    best (``oracle``: it picks with the held-out scenarios' labels, an upper reference).
+    """
+    col = f"metric.{metric}"
+    validation = set(validation)
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if col not in ok:
+        raise ShiftbenchError(f"no metric {metric!r} in the records; available: "
+                              f"{sorted(c[7:] for c in ok.columns if c.startswith('metric.'))}")
+    unknown = validation - set(ok[column])
+    if unknown:
+        raise ShiftbenchError(f"validation {column}s {sorted(unknown)} have no records; known: {sorted(set(ok[column]))}")
+    sign = 1.0 if higher_is_better else -1.0
+    rows = []
+    for method, df in ok.groupby("method", sort=False):
+        is_val = df[column].isin(validation)
+        held = df[~is_val]
+        if held.empty:
+            raise ShiftbenchError(f"method {method!r}: every {column} is a validation one; leave some out for testing")
+        val_mean = df[is_val].groupby("hparams")[col].mean()
+        chosen = (sign * val_mean).idxmax()
+        per_scenario = held.groupby([column, "hparams"])[col].mean()
+        oracle = (sign * per_scenario).groupby(level=0).max().mean() * sign
+        rows.append({"method": method, "selected_hparams": chosen, "validation": float(val_mean[chosen]),
+                     "heldout": float(held[held["hparams"] == chosen].groupby(column)[col].mean().mean()),
+                     "oracle": float(oracle), "n_hparams": int(df["hparams"].nunique())})
+    return pd.DataFrame(rows)
