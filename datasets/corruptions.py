@@ -1,78 +1,150 @@
-"""Image corruptions of Hendrycks & Dietterich (2019), ImageNet-C / CIFAR-10-C style.
+"""Image corruptions of Hendrycks & Dietterich (2019): the 15 ImageNet-C corruptions and the 4
+extra ones, severities 1..5, batched and deterministic per image.
 
-``corrupt(images, name, severity, preset="imagenet", seed=0)`` takes uint8 images (H,W,C),
-(H,W) or a batch (N,H,W[,C]) and returns uint8 images of the same shape.
+``corrupt(images, name, severity, preset="imagenet", seed=0)`` takes uint8 images (H, W, C),
+(H, W) or a batch (N, H, W[, C]) with C in {1, 3}, at least 32 x 32 pixels, and returns uint8
+images of the same shape. Presets: ``imagenet`` (the constants and procedures of the maintained
+``imagecorruptions`` package, any size) and ``cifar`` (the CIFAR-10-C constants of
+``make_cifar_c.py``). Like the reference generators, float results are truncated to 8 bits.
+
+Randomness is drawn per image from ``(seed, hash of the image's bytes, corruption name)``, so an
+image corrupted alone or inside any batch gives the same output; severities of one corruption
+share their random draws (common random numbers), so a severity ladder is monotone in effect.
+Grey images are corrupted as one channel, following the reference's grey-image branches.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import hashlib
+import zlib
+from typing import Callable, Sequence
 
+import numpy as np
+import torch
+
+from shiftbench.datasets import _corruption_blur as blur
+from shiftbench.datasets import _corruption_digital as digital
+from shiftbench.datasets import _corruption_noise as noise
+from shiftbench.datasets import _corruption_ops as ops
+from shiftbench.datasets import _corruption_params as params
+from shiftbench.datasets import _corruption_weather as weather
 from shiftbench.errors import ShiftbenchError
 
-# Severity constants per preset, from the original generators.
-_CONSTANTS: dict[str, dict[str, tuple]] = {
-    "imagenet": {
-        "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
-        "shot_noise": (60, 25, 12, 5, 3),
-        "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
-        "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-    },
-    "cifar": {
-        "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-        "shot_noise": (500, 250, 100, 75, 50),
-        "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
-        "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
-    },
+Corruption = Callable[[torch.Tensor, tuple, Sequence[np.random.Generator]], torch.Tensor]
+
+#: name -> function(images (N, C, H, W) in [0, 1], severity parameters, one Generator per image)
+CORRUPTIONS: dict[str, Corruption] = {
+    "gaussian_noise": noise.gaussian_noise,
+    "shot_noise": noise.shot_noise,
+    "impulse_noise": noise.impulse_noise,
+    "defocus_blur": blur.defocus_blur,
+    "glass_blur": blur.glass_blur,
+    "motion_blur": blur.motion_blur,
+    "zoom_blur": blur.zoom_blur,
+    "snow": weather.snow,
+    "frost": weather.frost,
+    "fog": weather.fog,
+    "brightness": digital.brightness,
+    "contrast": digital.contrast,
+    "elastic_transform": digital.elastic_transform,
+    "pixelate": digital.pixelate,
+    "jpeg_compression": digital.jpeg_compression,
+    "speckle_noise": noise.speckle_noise,
+    "gaussian_blur": blur.gaussian_blur,
+    "spatter": weather.spatter,
+    "saturate": digital.saturate,
 }
-
-
-def _rgb_to_hsv_v_shift(x: np.ndarray, c: float) -> np.ndarray:
-    # brightness adds c to the HSV value channel; for grey images that is the pixel value itself
-    if x.shape[-1] == 1:
-        return np.clip(x + c, 0, 1)
-    from skimage.color import hsv2rgb, rgb2hsv
-
-    hsv = rgb2hsv(x)
-    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-    return hsv2rgb(hsv)
+#: the 15 benchmark corruptions of ImageNet-C / CIFAR-10-C, then the 4 extra (validation) ones
+BENCHMARK_CORRUPTIONS = tuple(CORRUPTIONS)[:15]
+EXTRA_CORRUPTIONS = tuple(CORRUPTIONS)[15:]
+PRESETS: dict[str, dict[str, tuple[tuple, ...]]] = {"imagenet": params.IMAGENET, "cifar": params.CIFAR}
+SEVERITIES = (1, 2, 3, 4, 5)
+MIN_SIZE = 32
+#: images per chunk are bounded so that a float32 copy of a chunk stays near 32 MB
+CHUNK_VALUES = 1 << 23
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, preset: str = "imagenet", seed: int = 0) -> np.ndarray:
     """Corrupt uint8 images with corruption ``name`` at ``severity`` (1..5); deterministic per image and seed."""
-    images = np.asarray(images)
-    if preset not in _CONSTANTS:
-        raise ShiftbenchError(f"unknown preset {preset!r}; valid presets: {', '.join(_CONSTANTS)}")
-    valid = _CONSTANTS[preset]
-    if name not in valid:
-        raise ShiftbenchError(f"unknown corruption {name!r}; valid corruptions: {', '.join(sorted(valid))}")
-    if severity not in (1, 2, 3, 4, 5):
-        raise ShiftbenchError(f"severity must be an integer 1..5; got {severity!r}")
-    if images.dtype != np.uint8:
-        raise ShiftbenchError(f"images must be uint8 (0..255); got dtype {images.dtype}")
-    single = images.ndim in (2, 3) and not (images.ndim == 3 and images.shape[-1] not in (1, 3))
+    images = _check(images, name, severity, preset)
+    single = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3))
     batch = images[None] if single else images
-    squeeze_channel = batch.ndim == 3
-    if squeeze_channel:
-        batch = batch[..., None]
-    c = valid[name][severity - 1]
-    x = batch.astype(np.float64) / 255.0
-    out = np.empty_like(x)
-    for i in range(len(x)):
-        rng = np.random.default_rng([seed, i])
-        out[i] = _apply(name, x[i], c, rng)
-    out = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-    if squeeze_channel:
-        out = out[..., 0]
+    grey = batch.ndim == 3
+    batch = batch[..., None] if grey else batch
+    _check_shape(batch)
+    out = np.empty_like(batch)
+    per_chunk = max(1, CHUNK_VALUES // int(np.prod(batch.shape[1:])))
+    for start in range(0, len(batch), per_chunk):
+        chunk = batch[start:start + per_chunk]
+        out[start:start + per_chunk] = _corrupt_chunk(chunk, name, PRESETS[preset][name][severity - 1], seed)
+    out = out[..., 0] if grey else out
     return out[0] if single else out
 
 
-def _apply(name: str, x: np.ndarray, c, rng: np.random.Generator) -> np.ndarray:
-    if name == "gaussian_noise":
-        return x + rng.normal(size=x.shape, scale=c)
-    if name == "shot_noise":
-        return rng.poisson(x * c) / c
-    if name == "brightness":
-        return _rgb_to_hsv_v_shift(x, c)
-    means = x.mean(axis=(0, 1), keepdims=True)
-    return (x - means) * c + means
+def _corrupt_chunk(chunk: np.ndarray, name: str, p: tuple, seed: int) -> np.ndarray:
+    """Corrupt (N, H, W, C) uint8 with one severity's parameters ``p``."""
+    rngs = image_generators(chunk, name, seed)
+    x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float() / 255
+    y = CORRUPTIONS[name](x, p, rngs)
+    if y.dtype != torch.uint8:
+        # truncate like np.uint8(...) in the reference; the epsilon absorbs float32 rounding below an integer
+        y = torch.floor((y * 255).clamp(0, 255) + 1e-4).clamp(max=255).to(torch.uint8)
+    return y.permute(0, 2, 3, 1).numpy()
+
+
+def image_generators(batch: np.ndarray, name: str, seed: int) -> list[np.random.Generator]:
+    """One Generator per image, seeded by (seed, the image's content hash, the corruption name)."""
+    tag = zlib.crc32(name.encode())
+    out = []
+    for image in batch:
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16, person=str(image.shape).encode()[:16])
+        out.append(np.random.default_rng([int(seed), int.from_bytes(digest.digest(), "little"), tag]))
+    return out
+
+
+def _check(images: np.ndarray, name: str, severity: int, preset: str) -> np.ndarray:
+    """Validate the arguments; the errors list the valid values."""
+    if preset not in PRESETS:
+        raise ShiftbenchError(f"unknown corruption preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    if name not in CORRUPTIONS:
+        raise ShiftbenchError(f"unknown corruption {name!r}; valid corruptions: {', '.join(CORRUPTIONS)}")
+    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
+        raise ShiftbenchError(f"severity must be an integer 1..5; got {severity!r}")
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ShiftbenchError(f"images must be uint8 (0..255); got dtype {images.dtype}. "
+                              "Convert with (x * 255).round().astype(np.uint8) for floats in [0, 1].")
+    if images.ndim not in (2, 3, 4):
+        raise ShiftbenchError(f"images must be (H, W), (H, W, C), (N, H, W) or (N, H, W, C); got shape {images.shape}")
+    return images
+
+
+def _check_shape(batch: np.ndarray) -> None:
+    n, h, w, c = batch.shape
+    if c not in (1, 3):
+        raise ShiftbenchError(f"images must have 1 or 3 channels (last axis); got {c} in shape {batch.shape}")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ShiftbenchError(f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels; got {h}x{w}. "
+                              f"Pad smaller images first (see pad_to_min_size).")
+
+
+def pad_to_min_size(images: np.ndarray, size: int = MIN_SIZE) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Zero-pad (N, H, W[, C]) images symmetrically to at least ``size`` x ``size``; returns the padded
+    images and the (rows, cols) slices that crop them back."""
+    h, w = images.shape[1:3]
+    top, left = max(size - h, 0) // 2, max(size - w, 0) // 2
+    pads = [(0, 0), (top, max(size - h, 0) - top), (left, max(size - w, 0) - left)] + [(0, 0)] * (images.ndim - 3)
+    return np.pad(images, pads), (slice(top, top + h), slice(left, left + w))
+
+
+def code_fingerprint() -> str:
+    """Hash of the sources of every corruption module (a cache key that changes when any of them does)."""
+    import inspect
+
+    modules = (blur, digital, noise, ops, params, weather)
+    h = hashlib.sha256(inspect.getsource(corrupt).encode())
+    for module in modules:
+        h.update(inspect.getsource(module).encode())
+    return h.hexdigest()[:12]

@@ -1,0 +1,120 @@
+"""Digital corruptions: brightness, contrast, saturate, JPEG, pixelate and the elastic transform
+(same calling convention as ``_corruption_noise``; JPEG and pixelate return 8-bit levels)."""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shiftbench.datasets import _corruption_ops as ops
+
+Rngs = Sequence[np.random.Generator]
+
+
+def brightness(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Add ``shift`` to the HSV value (clipped at 1), keeping hue and saturation."""
+    (shift,) = p
+    value = x.amax(dim=1, keepdim=True)
+    brighter = (value + shift).clamp(max=1)
+    # with hue and saturation fixed every RGB channel is proportional to the value
+    return torch.where(value > 0, x * brighter / value.clamp_min(1e-12), brighter)
+
+
+def contrast(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Pull every channel towards its image mean by the factor ``c``."""
+    (c,) = p
+    means = x.mean(dim=(2, 3), keepdim=True)
+    return (x - means) * c + means
+
+
+def saturate(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Scale and shift the HSV saturation (clipped to [0, 1]), keeping hue and value."""
+    scale, shift = p
+    value, low = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
+    spread = value - low
+    sat = torch.where(value > 0, spread / value.clamp_min(1e-12), torch.zeros_like(value))
+    new_sat = (sat * scale + shift).clamp(0, 1)
+    # each channel is value * (1 - sat * g) with g depending on the hue only; grey pixels have hue 0 (red)
+    grey_hue = torch.tensor([0.0, 1.0, 1.0][: x.shape[1]]).view(1, -1, 1, 1)
+    g = torch.where(spread > 0, (value - x) / spread.clamp_min(1e-12), grey_hue)
+    return value * (1 - new_sat * g)
+
+
+def to_levels(x: torch.Tensor) -> np.ndarray:
+    """Images (N, C, H, W) in [0, 1] as uint8 (N, H, W, C)."""
+    return (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode one uint8 (H, W, C) image as a JPEG with Pillow and decode it (grey via RGB, as the reference)."""
+    from PIL import Image
+
+    grey = image.shape[-1] == 1
+    pil = Image.fromarray(image[..., 0] if grey else image).convert("RGB")
+    buffer = io.BytesIO()
+    pil.save(buffer, "JPEG", quality=quality)
+    decoded = Image.open(buffer)
+    decoded = decoded.convert("L") if grey else decoded.convert("RGB")
+    return np.asarray(decoded).reshape(image.shape)
+
+
+def jpeg_compression(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """JPEG at ``quality``; Pillow releases the GIL, so images are coded on all cores."""
+    (quality,) = p
+    images = to_levels(x)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        coded = list(pool.map(lambda im: jpeg_roundtrip(im, quality), images, chunksize=16))
+    return torch.from_numpy(np.stack(coded)).permute(0, 3, 1, 2)
+
+
+def pixelate(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Pillow BOX downscale by ``factor``, then back up with NEAREST (imagecorruptions) or BOX (CIFAR-10-C)."""
+    factor, upsample = p
+    h, w = x.shape[-2:]
+    levels = (x * 255).round()
+    small = ops.pil_box_resize(levels, int(h * factor), int(w * factor))
+    if upsample == "box":
+        return ops.pil_box_resize(small, h, w).to(torch.uint8)
+    rows, cols = ops.pil_nearest_index(small.shape[-2], h), ops.pil_nearest_index(small.shape[-1], w)
+    return small[..., rows[:, None], cols[None, :]].to(torch.uint8)
+
+
+def elastic_transform(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Random affine jitter of three anchor points (CIFAR-10-C only), then a smooth random
+    displacement field: uniform(-1, 1) noise blurred by sigma_frac * size, times amplitude_frac * height."""
+    amplitude, sigma, jitter = p
+    h, w = x.shape[-2:]
+    if jitter > 0:
+        x = random_affine(x, jitter * min(h, w), rngs)
+    noise = ops.draw(rngs, lambda r: r.uniform(-1, 1, size=(2, h, w))).float()
+    field = ops.gaussian_blur(noise, (sigma * h, sigma * w), mode="reflect", truncate=3.0) * (amplitude * h)
+    rows = torch.arange(h, dtype=torch.float32).view(1, h, 1) + field[:, 1]
+    cols = torch.arange(w, dtype=torch.float32).view(1, 1, w) + field[:, 0]
+    # half-sample symmetric border (scipy's "reflect") is grid_sample's reflection without corner alignment
+    grid = torch.stack([(2 * cols + 1) / w - 1, (2 * rows + 1) / h - 1], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_affine(x: torch.Tensor, jitter: float, rngs: Rngs) -> torch.Tensor:
+    """make_cifar_c's affine warp: move three anchor points by uniform(-jitter, jitter) each and warp
+    the image accordingly (bilinear, reflect-101 border)."""
+    h, w = x.shape[-2:]
+    cx, cy, half = w // 2, h // 2, min(h, w) // 3
+    src = np.array([[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]], dtype=np.float64)
+    dst = np.stack([src + r.uniform(-jitter, jitter, size=(3, 2)) for r in rngs])
+    ones = np.ones((3, 1))
+    # M maps source to destination points; each output pixel samples the source at M^-1(pixel)
+    forward = np.stack([np.linalg.solve(np.hstack([src, ones]), d) for d in dst])  # (N, 3, 2): [x y 1] @ M
+    a, t = forward[:, :2, :], forward[:, 2, :]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    pixels = np.stack([xs, ys], axis=-1)[None] - t[:, None, None, :]
+    source = np.einsum("nhwj,nji->nhwi", pixels, np.linalg.inv(a))  # (pixel - t) @ B^-1
+    grid = torch.from_numpy(np.stack([2 * source[..., 0] / (w - 1) - 1, 2 * source[..., 1] / (h - 1) - 1], axis=-1)).float()
+    # reflection with corner alignment reflects about the edge pixels: OpenCV's reflect-101
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)

@@ -1,0 +1,71 @@
+"""Noise corruptions: Gaussian, shot (Poisson), impulse (salt and pepper), speckle.
+
+Each function takes images (N, C, H, W) float32 in [0, 1], the severity's parameters and one
+numpy Generator per image, and returns the corrupted images in [0, 1] (before clipping).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.special import pdtr
+
+from shiftbench.datasets._corruption_ops import draw
+
+Rngs = Sequence[np.random.Generator]
+
+
+def gaussian_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Add N(0, scale^2) noise to every pixel and channel."""
+    (scale,) = p
+    return x + scale * draw(rngs, lambda r: r.standard_normal(x.shape[1:], dtype=np.float32))
+
+
+def speckle_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Multiplicative noise: x + x * N(0, scale^2)."""
+    (scale,) = p
+    return x + x * scale * draw(rngs, lambda r: r.standard_normal(x.shape[1:], dtype=np.float32))
+
+
+def impulse_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Salt and pepper (skimage ``random_noise(mode="s&p")``): each value becomes 0 or 1 with probability amount."""
+    (amount,) = p
+    u = draw(rngs, lambda r: r.random(x.shape[1:], dtype=np.float32))
+    out = torch.where(u < amount / 2, torch.ones_like(x), x)
+    return torch.where((u >= amount / 2) & (u < amount), torch.zeros_like(x), out)
+
+
+QUANTILE_BUCKETS = 4096
+
+
+@lru_cache(maxsize=32)
+def _poisson_tables(photons: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """CDF of Poisson(level / 255 * photons) for each 8-bit level (256, K), flattened with the
+    level added (so one sorted array holds all rows), and the inverse CDF at bucket edges j / Q."""
+    rate = np.arange(256) / 255.0 * photons
+    k_max = int(photons + 12 * np.sqrt(photons) + 30)
+    cdf = pdtr(np.arange(k_max)[None, :], rate[:, None])
+    cdf[:, -1] = 1.0
+    edges = np.arange(QUANTILE_BUCKETS + 1) / QUANTILE_BUCKETS
+    inverse = np.stack([np.searchsorted(row, edges, side="left") for row in cdf]).clip(max=k_max - 1)
+    return (cdf + np.arange(256)[:, None]).ravel(), inverse.astype(np.int32), k_max
+
+
+def shot_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
+    """Poisson(x * photons) / photons, sampled exactly by inverting the CDF of each 8-bit level."""
+    (photons,) = p
+    flat_cdf, inverse, k_max = _poisson_tables(float(photons))
+    levels = (x * 255).round().to(torch.int64).numpy()
+    u = draw(rngs, lambda r: r.random(x.shape[1:])).numpy()
+    bucket = (u * QUANTILE_BUCKETS).astype(np.int64)
+    lo, hi = inverse[levels, bucket], inverse[levels, bucket + 1]
+    counts = lo.astype(np.int64)
+    ambiguous = lo != hi  # the bucket spans several counts: search the exact CDF row
+    if ambiguous.any():
+        lv = levels[ambiguous]
+        exact = np.searchsorted(flat_cdf, u[ambiguous] + lv, side="left") - lv * k_max
+        counts[ambiguous] = np.clip(exact, lo[ambiguous], hi[ambiguous])
+    return torch.from_numpy(counts.astype(np.float32) / np.float32(photons))

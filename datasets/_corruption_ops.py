@@ -1,0 +1,229 @@
+"""Batched image operators shared by the corruptions: separable filters as small matrices,
+FFT correlation, zooms, motion-blur kernels, the plasma fractal and PIL's box resampling.
+
+Images are float32 torch tensors (N, C, H, W); random draws come from one numpy Generator per
+image, so each image's result does not depend on the batch it is in.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def draw(rngs: Sequence[np.random.Generator], sample: Callable[[np.random.Generator], np.ndarray]) -> torch.Tensor:
+    """Stack one draw per image (``sample(rng)``) into a tensor with a leading batch axis."""
+    return torch.from_numpy(np.stack([sample(r) for r in rngs]))
+
+
+def fold_index(index: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Map out-of-range indices into 0..n-1 the way scipy's boundary ``mode`` extends a signal."""
+    if mode == "nearest":
+        return np.clip(index, 0, n - 1)
+    period = 2 * n if mode == "reflect" else max(2 * n - 2, 1)  # reflect: d c b a | a b c d; mirror: d c b | a b c d
+    index = np.mod(index, period)
+    top = period - 1 if mode == "reflect" else period
+    return np.where(index >= n, top - index, index)
+
+
+@lru_cache(maxsize=256)
+def gaussian_operator(n: int, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
+    """(n, n) matrix applying scipy's ``gaussian_filter1d`` (sigma, truncate, boundary mode)."""
+    if sigma <= 0:
+        return torch.eye(n)
+    radius = int(truncate * float(sigma) + 0.5)
+    taps = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (taps / sigma) ** 2)
+    weights /= weights.sum()
+    rows = np.repeat(np.arange(n), len(taps))
+    cols = fold_index(rows + np.tile(taps, n), n, mode)
+    op = np.zeros((n, n))
+    np.add.at(op, (rows, cols), np.tile(weights, n))
+    return torch.from_numpy(op.astype(np.float32))
+
+
+def separable(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Apply ``rows`` (H', H) along the height and ``cols`` (W', W) along the width of (..., H, W)."""
+    return torch.matmul(rows, torch.matmul(x, cols.T))
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float | tuple[float, float], mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
+    """skimage.filters.gaussian over the last two axes (per channel), as one matrix product each way."""
+    sy, sx = sigma if isinstance(sigma, tuple) else (sigma, sigma)
+    h, w = x.shape[-2:]
+    return separable(x, gaussian_operator(h, float(sy), mode, truncate), gaussian_operator(w, float(sx), mode, truncate))
+
+
+def correlate_fft(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid 2-D correlation of (N, C, Hp, Wp) with a (K, K) kernel or one (N, K, K) kernel per image."""
+    hp, wp = padded.shape[-2:]
+    k = kernel.shape[-1]
+    kernel = kernel.reshape(-1, 1, k, k) if kernel.dim() == 3 else kernel
+    spectrum = torch.fft.rfft2(padded.double(), s=(hp, wp)) * torch.fft.rfft2(kernel.double(), s=(hp, wp)).conj()
+    out = torch.fft.irfft2(spectrum, s=(hp, wp))
+    return out[..., : hp - k + 1, : wp - k + 1].float()
+
+
+def pad(x: torch.Tensor, amount: int, mode: str) -> torch.Tensor:
+    """Pad the last two axes by ``amount``: ``reflect101`` (OpenCV's default border) or ``edge``."""
+    if amount == 0:
+        return x
+    if mode == "edge":
+        return F.pad(x, (amount,) * 4, mode="replicate")
+    h, w = x.shape[-2:]
+    index_h = torch.from_numpy(fold_index(np.arange(-amount, h + amount), h, "mirror"))
+    index_w = torch.from_numpy(fold_index(np.arange(-amount, w + amount), w, "mirror"))
+    return x[..., index_h[:, None], index_w[None, :]]
+
+
+def gaussian_kernel_opencv(ksize: int, sigma: float) -> np.ndarray:
+    """cv2.getGaussianKernel(ksize, sigma) for sigma > 0."""
+    taps = np.arange(ksize) - (ksize - 1) / 2
+    k = np.exp(-(taps ** 2) / (2 * sigma ** 2))
+    return k / k.sum()
+
+
+@lru_cache(maxsize=32)
+def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
+    """Normalised disk of ``radius``, anti-aliased by a small Gaussian (as the ImageNet-C generator builds it)."""
+    half = 8 if radius <= 8 else int(radius)
+    ksize = 3 if radius <= 8 else 5
+    grid = np.arange(-half, half + 1)
+    disk = ((grid[None, :] ** 2 + grid[:, None] ** 2) <= radius ** 2).astype(np.float64)
+    disk /= disk.sum()
+    g = gaussian_kernel_opencv(ksize, alias_blur)
+    # cv2.GaussianBlur on the kernel image: separable, OpenCV's reflect-101 border
+    index = fold_index(np.arange(-(ksize // 2), len(grid) + ksize // 2), len(grid), "mirror")
+    padded = disk[np.ix_(index, index)]
+    rows = sum(g[i] * padded[i:i + len(grid)] for i in range(ksize))
+    smooth = sum(g[i] * rows[:, i:i + len(grid)] for i in range(ksize))
+    return torch.from_numpy(smooth)
+
+
+def motion_offsets(radius: int, sigma: float, angle: float, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights and (dy, dx) pixel offsets of ImageMagick's one-sided motion blur along ``angle`` degrees.
+
+    The taps stop where the motion leaves the image (as imagecorruptions does); weights are not renormalised.
+    """
+    width_k = 2 * radius + 1
+    weights = np.exp(-(np.arange(width_k) ** 2) / (2 * sigma ** 2))
+    weights /= weights.sum()
+    py, px = width_k * math.sin(math.radians(angle)), width_k * math.cos(math.radians(angle))
+    hyp = math.hypot(py, px)
+    steps = np.arange(width_k)
+    dy = -np.ceil(steps * py / hyp - 0.5).astype(np.int64)
+    dx = -np.ceil(steps * px / hyp - 0.5).astype(np.int64)
+    outside = (np.abs(dy) >= height) | (np.abs(dx) >= width)
+    keep = np.arange(width_k) < (np.argmax(outside) if outside.any() else width_k)
+    return weights[keep], dy[keep], dx[keep]
+
+
+def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles: np.ndarray) -> torch.Tensor:
+    """Motion-blur each image of (N, C, H, W) along its own angle; borders repeat the edge pixels."""
+    h, w = x.shape[-2:]
+    taps = [motion_offsets(radius, sigma, a, h, w) for a in angles]
+    reach = max(int(max(np.abs(dy).max(), np.abs(dx).max())) for _, dy, dx in taps)
+    size = 2 * reach + 1
+    kernels = np.zeros((len(angles), size, size))
+    for i, (weights, dy, dx) in enumerate(taps):
+        # shifted[i, j] = x[i - dy, j - dx], so the correlation tap sits at (reach - dy, reach - dx)
+        np.add.at(kernels[i], (reach - dy, reach - dx), weights)
+    return correlate_fft(pad(x, reach, "edge"), torch.from_numpy(kernels))
+
+
+def clipped_zoom(x: torch.Tensor, factor: float, centre_trim: bool, trim: bool = True) -> torch.Tensor:
+    """Crop the centre 1/factor of (N, C, H, W) and zoom it back up by ``factor`` (scipy ``zoom``,
+    order 1), then keep H x W from the top-left corner or the centre."""
+    h, w = x.shape[-2:]
+    ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[..., top:top + ch, left:left + cw]
+    size = (int(round(ch * factor)), int(round(cw * factor)))
+    zoomed = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
+    if not trim:
+        return zoomed
+    ty, tx = ((size[0] - h) // 2, (size[1] - w) // 2) if centre_trim else (0, 0)
+    return zoomed[..., ty:ty + h, tx:tx + w]
+
+
+def plasma_fractal(mapsize: int, decay: float, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
+    """Diamond-square height maps (N, mapsize, mapsize) in [0, 1], one per generator (the ImageNet-C fog)."""
+    n = len(rngs)
+    maps = np.zeros((n, mapsize, mapsize), dtype=np.float64)
+    step, wibble = mapsize, 100.0
+
+    def wibbled_mean(total: np.ndarray) -> np.ndarray:
+        return total / 4 + wibble * wibble * np.stack([r.uniform(-1, 1, total.shape[1:]) for r in rngs])
+
+    while step >= 2:
+        half = step // 2
+        corners = maps[:, 0::step, 0::step]
+        square = corners + np.roll(corners, -1, axis=1)
+        square = square + np.roll(square, -1, axis=2)
+        maps[:, half::step, half::step] = wibbled_mean(square)
+        centres = maps[:, half::step, half::step]
+        corners = maps[:, 0::step, 0::step]
+        left = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=2)
+        maps[:, 0::step, half::step] = wibbled_mean(left)
+        top = centres + np.roll(centres, 1, axis=2) + corners + np.roll(corners, -1, axis=1)
+        maps[:, half::step, 0::step] = wibbled_mean(top)
+        step //= 2
+        wibble /= decay
+    maps -= maps.min(axis=(1, 2), keepdims=True)
+    return torch.from_numpy(maps / maps.max(axis=(1, 2), keepdims=True)).float()
+
+
+PIL_PRECISION_BITS = 22
+
+
+@lru_cache(maxsize=64)
+def pil_box_operator(in_size: int, out_size: int) -> torch.Tensor:
+    """(out, in) fixed-point coefficients (scaled by 2**22) of Pillow's BOX resampling along one axis."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    op = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        centre = (xx + 0.5) * scale
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        taps = (np.arange(lo, hi) - centre + 0.5) / filterscale
+        w = ((taps > -0.5) & (taps <= 0.5)).astype(np.float64)
+        if w.sum():
+            w /= w.sum()
+        op[xx, lo:hi] = np.trunc(0.5 + w * (1 << PIL_PRECISION_BITS))
+    return torch.from_numpy(op)
+
+
+def pil_box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pillow's ``resize(..., Image.BOX)`` of 8-bit images given as float levels (N, C, H, W):
+    horizontal pass, rounding to 8 bits, then vertical pass, in Pillow's fixed-point arithmetic."""
+    h, w = levels.shape[-2:]
+    x = levels.double()
+    half = float(1 << (PIL_PRECISION_BITS - 1))
+    unit = float(1 << PIL_PRECISION_BITS)
+    if width != w:
+        x = torch.floor((torch.matmul(x, pil_box_operator(w, width).T) + half) / unit).clamp_(0, 255)
+    if height != h:
+        x = torch.floor((torch.matmul(pil_box_operator(h, height), x) + half) / unit).clamp_(0, 255)
+    return x.float()
+
+
+def pil_nearest_index(in_size: int, out_size: int) -> torch.Tensor:
+    """Source index of each output pixel in Pillow's NEAREST resize (incremental double arithmetic)."""
+    scale = in_size / out_size
+    coords = np.cumsum(np.r_[0.5 * scale, np.full(out_size - 1, scale)])
+    return torch.from_numpy(np.minimum(coords.astype(np.int64), in_size - 1))
+
+
+def luma(x: torch.Tensor, weights: tuple[float, float, float] = (0.299, 0.587, 0.114)) -> torch.Tensor:
+    """Grey level (N, 1, H, W) of RGB (N, 3, H, W); a grey image is returned as it is."""
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor(weights, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
