@@ -49,7 +49,7 @@ class SkadaAdapter(DomainAdapter):
         Xs = check_matrix(X_source, "X_source").astype(np.float64)
         Xt = check_matrix(X_target, "X_target", n_cols=Xs.shape[1]).astype(np.float64)
         y = check_labels(y_source, name="y_source", n=len(Xs))
-        self.n_classes_ = int(y.max()) + 1
+        self.n_classes_, self.classes_ = int(y.max()) + 1, np.unique(y)
         X = np.vstack([Xs, Xt])
         self.mean_, self.std_ = X.mean(0), np.where(X.std(0) > 0, X.std(0), 1.0)
         domains = np.r_[np.ones(len(Xs), np.int64), -np.ones(len(Xt), np.int64)]
@@ -64,7 +64,7 @@ class SkadaAdapter(DomainAdapter):
         Z = (check_matrix(X_target, "X_target").astype(np.float64) - self.mean_) / self.std_
         with sklearn.config_context(enable_metadata_routing=True):
             probs = self.estimator_.predict_proba(Z, sample_domain=-np.ones(len(Z), np.int64))
-        return class_columns(probs, self.estimator_.classes_, self.n_classes_)
+        return class_columns(probs, self.classes_, self.n_classes_)  # sklearn orders classes as np.unique
 
 
 class SkadaKMM(SkadaAdapter):
