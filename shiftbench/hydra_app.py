@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from shiftbench.report import leaderboard, to_markdown, wide, write_tables
 from shiftbench.runner import Runner, RunSettings, expand_cells
 from shiftbench.store import RecordStore, records_frame
+from shiftbench.sweep_estimate import describe_estimate
 
 CONFIG_PACKAGE = "pkg://shiftbench.configs"
 
@@ -33,6 +34,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     if cfg.get("dry_run"):
         pending = runner.pending(cells)
         print(f"{len(cells)} cells, {len(cells) - len(pending)} cached, {len(pending)} to compute")
+        print(describe_estimate(runner.store, pending))
         for cell in pending:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None

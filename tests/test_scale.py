@@ -1,0 +1,94 @@
+"""Scale-out: concurrent workers share one store without loss or duplicates; the submitit launcher
+runs a sweep whose records land in the store; the dry run prints an estimated time."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shiftbench.hydra_app import run_experiment
+from shiftbench.runner import expand_cells
+from shiftbench.store import RecordStore
+from shiftbench.sweep_estimate import DEFAULT_CELL_SECONDS, estimate_seconds
+
+
+def config(tmp_path: Path, cache_dir: Path, store: str, methods: list[str], results: str) -> dict:
+    return {
+        "dataset": {"name": "digits", "options": {"n_train": 1000, "n_val": 300, "n_test": 300},
+                    "models": ["small_cnn"], "stream": {"batch_size": 50, "order": "iid"},
+                    "scenarios": [{"target": "test"}, {"target": "id_test", "label_shift": [0.5, 5.0]}]},
+        "method": methods, "model": None, "seed": [0, 1], "grid": {}, "metric": "acc_avg", "device": "cpu",
+        "progress": False, "dry_run": False, "cache_dir": str(cache_dir), "store_dir": str(tmp_path / store),
+        "results_dir": str(tmp_path / results),
+    }
+
+
+def _worker(cfg: dict) -> None:
+    run_experiment(cfg)
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_store_lose_and_duplicate_nothing(tmp_path, cache_dir):
+    reference = config(tmp_path, cache_dir, "reference", ["source_only", "bn_adapt"], "ref-results")
+    run_experiment(reference)  # trains/caches the models; the reference records to compare with
+    first = config(tmp_path, cache_dir, "shared", ["source_only"], "results-1")
+    second = config(tmp_path, cache_dir, "shared", ["bn_adapt", "source_only"], "results-2")  # overlaps on source_only
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(cfg,)) for cfg in (first, second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+    expected = {c.key for c in expand_cells(first)} | {c.key for c in expand_cells(second)}
+    files = sorted((tmp_path / "shared" / "records").iterdir())
+    assert [p.suffix for p in files] == [".json"] * len(files)  # no leftover temporary files
+    records = RecordStore(tmp_path / "shared").records()
+    assert sorted(r["key"] for r in records) == sorted(expected)  # nothing lost, nothing twice
+    assert all(r["status"] == "ok" for r in records)
+    ref = {r["key"]: r["metrics"] for r in RecordStore(tmp_path / "reference").records()}
+    assert {r["key"]: r["metrics"] for r in records} == ref  # same results as one sequential worker
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep_into_the_store(tmp_path, cache_dir):
+    store = tmp_path / "store"
+    cmd = [str(Path(sys.executable).with_name("shiftbench")), "run", "-m", "hydra/launcher=submitit_local",
+           "experiment=smoke", "seed=0,1", "method=[source_only]", f"store_dir={store}",
+           "dataset.scenarios=[{target:test},{target:id_test,label_shift:[0.5]}]",
+           f"results_dir={tmp_path / 'results'}", f"cache_dir={cache_dir}", "progress=false",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**os.environ, "SHIFTBENCH_CACHE_DIR": str(cache_dir)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = RecordStore(store).records()
+    assert len(records) == 2 * 2  # two jobs (seeds), two scenarios each
+    assert {r["cell"]["seed"] for r in records} == {0, 1} and all(r["status"] == "ok" for r in records)
+    assert list((tmp_path / "sweep").glob("**/.submitit")), "jobs must have gone through submitit"
+    assert (tmp_path / "results" / "leaderboard.csv").exists()  # collected after the sweep
+
+
+def test_dry_run_estimates_time_from_stored_timings(tmp_path, cache_dir, capsys):
+    cfg = config(tmp_path, cache_dir, "dry", ["source_only", "bn_adapt"], "dry-results")
+    cells = expand_cells(cfg)
+    store = RecordStore(cfg["store_dir"])
+    assert estimate_seconds(store, cells) == (DEFAULT_CELL_SECONDS * len(cells), len(cells))
+    done = cells[0]  # one finished source_only cell that took 3 s; another that took 5 s
+    for cell, seconds in ((done, 3.0), (cells[1], 5.0)):
+        store.write({"key": cell.key, "status": "ok", "cell": cell.as_dict(), "seconds": seconds, "metrics": {}})
+    pending = [c for c in cells if c.key not in (cells[0].key, cells[1].key)]
+    n_source = sum(c.method == "source_only" for c in pending)
+    total, unknown = estimate_seconds(store, pending)
+    assert unknown == len(pending) - n_source
+    assert total == pytest.approx(4.0 * n_source + DEFAULT_CELL_SECONDS * unknown)
+    run_experiment({**cfg, "dry_run": True})
+    out = capsys.readouterr().out
+    assert f"{len(cells)} cells, 2 cached, {len(pending)} to compute" in out
+    assert f"estimated time: {total:.0f} s" in out
+    assert len(store.records()) == 2  # a dry run computes nothing
