@@ -7,7 +7,8 @@ images of the same shape. Presets: ``imagenet`` (the constants and procedures of
 ``imagecorruptions`` package, any size) and ``cifar`` (the CIFAR-10-C constants of
 ``make_cifar_c.py``). Like the reference generators, float results are truncated to 8 bits.
 
-Randomness is drawn per image from ``(seed, hash of the image's bytes, corruption name)``, so an
+Randomness is drawn per image from a Philox generator keyed by a hash of (seed, corruption name,
+image bytes), so an
 image corrupted alone or inside any batch gives the same output; severities of one corruption
 share their random draws (common random numbers), so a severity ladder is monotone in effect.
 Grey images are corrupted as one channel, following the reference's grey-image branches.
@@ -16,7 +17,6 @@ Grey images are corrupted as one channel, following the reference's grey-image b
 from __future__ import annotations
 
 import hashlib
-import zlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -83,7 +83,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, preset: str = "imagene
 
 def _corrupt_chunk(chunk: np.ndarray, name: str, p: tuple, seed: int) -> np.ndarray:
     """Corrupt (N, H, W, C) uint8 with one severity's parameters ``p``."""
-    rngs = image_generators(chunk, name, seed)
+    rngs = ImageGenerators(chunk, name, seed)
     x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float() / 255
     y = CORRUPTIONS[name](x, p, rngs)
     if y.dtype != torch.uint8:
@@ -92,14 +92,26 @@ def _corrupt_chunk(chunk: np.ndarray, name: str, p: tuple, seed: int) -> np.ndar
     return y.permute(0, 2, 3, 1).numpy()
 
 
-def image_generators(batch: np.ndarray, name: str, seed: int) -> list[np.random.Generator]:
-    """One Generator per image, seeded by (seed, the image's content hash, the corruption name)."""
-    tag = zlib.crc32(name.encode())
-    out = []
-    for image in batch:
-        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16, person=str(image.shape).encode()[:16])
-        out.append(np.random.default_rng([int(seed), int.from_bytes(digest.digest(), "little"), tag]))
-    return out
+class ImageGenerators(Sequence[np.random.Generator]):
+    """One counter-based (Philox) Generator per image, keyed by a hash of (seed, corruption name,
+    the image's shape and bytes): independent of the batch the image is in. Created on first use,
+    so corruptions without randomness pay nothing."""
+
+    def __init__(self, batch: np.ndarray, name: str, seed: int):
+        self.batch, self.prefix = batch, f"{int(seed)}|{name}|{batch.shape[1:]}|".encode()
+        self._made: list[np.random.Generator] | None = None
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if self._made is None:
+            self._made = [self._generator(image) for image in self.batch]
+        return self._made[index]
+
+    def _generator(self, image: np.ndarray) -> np.random.Generator:
+        digest = hashlib.blake2b(self.prefix + np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+        return np.random.Generator(np.random.Philox(key=int.from_bytes(digest, "little")))
 
 
 def _check(images: np.ndarray, name: str, severity: int, preset: str) -> np.ndarray:

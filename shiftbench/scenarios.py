@@ -134,12 +134,18 @@ class Scenario:
 
 
 def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCache) -> Split:
-    """``split`` with every image corrupted (seed 0, so the domain is a fixed dataset); cached on disk."""
-    from shiftbench.datasets.corruptions import corrupt
-    from shiftbench.cache import code_version
+    """``split`` with every image corrupted (seed 0, so the domain is a fixed dataset); cached on disk.
 
-    key = {"split": split.fingerprint, "corruption": corruption, "severity": severity, "code": code_version(corrupt)}
-    arrays = cache.get_or_compute("corrupted", key, lambda: {"x": corrupt(np.asarray(split.inputs()), corruption, severity)})
+    Images smaller than the corruptions' 32x32 minimum (MNIST's 28x28) are zero-padded to 32x32,
+    corrupted, and cropped back, so the split keeps its image size and models need no change."""
+    from shiftbench.datasets.corruptions import code_fingerprint, corrupt, pad_to_min_size
+
+    def compute() -> dict[str, np.ndarray]:
+        padded, (rows, cols) = pad_to_min_size(np.asarray(split.inputs()))
+        return {"x": np.ascontiguousarray(corrupt(padded, corruption, severity)[:, rows, cols])}
+
+    key = {"split": split.fingerprint, "corruption": corruption, "severity": severity, "code": code_fingerprint()}
+    arrays = cache.get_or_compute("corrupted", key, compute)
     meta = split.metadata.assign(corruption=corruption, severity=severity)
     return Split(split.name, split.y, meta, x=arrays["x"], fingerprint=stable_hash(key))
 

@@ -1,0 +1,87 @@
+"""Throughput of shiftbench's batched corruptions against the reference ``imagecorruptions``
+package (one image per call), per corruption, at 32x32 and 224x224.
+
+    python benchmarks/bench_corruptions.py [--batch 256] [--sizes 32 224] [--severity 3]
+        [--ref-images 32] [--corruptions gaussian_noise fog ...]
+
+Ours corrupts one batch of ``--batch`` images per call (after one warm-up call, which also
+compiles the JIT parts); the reference is timed on the first ``--ref-images`` of the same images,
+one call each. Both are reported as images per second; the ratio is ours / reference. The overall
+figures are the ratio of total times over all corruptions and the geometric mean of the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from shiftbench.datasets.corruptions import CORRUPTIONS, corrupt
+
+
+def natural_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Random crops of scikit-learn's two sample photographs, resized to ``size``."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.from_numpy(p).permute(2, 0, 1).float() for p in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % 2]
+        side = int(rng.integers(96, 400))
+        top, left = int(rng.integers(0, photo.shape[1] - side)), int(rng.integers(0, photo.shape[2] - side))
+        crop = photo[:, top:top + side, left:left + side][None]
+        out.append(torch.nn.functional.interpolate(crop, size=(size, size), mode="area")[0])
+    return torch.stack(out).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def throughput(fn, n_images: int, repeat: int = 1) -> float:
+    """Images per second of ``fn`` (best of ``repeat`` runs)."""
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n_images / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
+    parser.add_argument("--severity", type=int, default=3)
+    parser.add_argument("--ref-images", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for ours (the reference is single-threaded)")
+    parser.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS), choices=list(CORRUPTIONS))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    from imagecorruptions import corrupt as reference
+
+    print(f"torch threads: {torch.get_num_threads()}; batch {args.batch}; reference on {args.ref_images} images; severity {args.severity}")
+    for size in args.sizes:
+        images = natural_images(args.batch, size)
+        rows, ours_total, ref_total = [], 0.0, 0.0
+        for name in args.corruptions:
+            corrupt(images[:8], name, args.severity)  # warm-up (JIT compilation, cached tables)
+            ours = throughput(lambda: corrupt(images, name, args.severity), len(images))
+            ref_imgs = images[: args.ref_images]
+            reference(ref_imgs[0], args.severity, name)
+            ref = throughput(lambda: [reference(im, args.severity, name) for im in ref_imgs], len(ref_imgs))
+            rows.append((name, ours, ref, ours / ref))
+            ours_total += 1 / ours
+            ref_total += 1 / ref
+        print(f"\n{size}x{size}")
+        print(f"{'corruption':20s} {'ours img/s':>12s} {'ref img/s':>12s} {'ratio':>8s}")
+        for name, ours, ref, ratio in rows:
+            print(f"{name:20s} {ours:12.1f} {ref:12.1f} {ratio:8.2f}")
+        ratios = np.array([r[3] for r in rows])
+        print(f"{'overall (total time)':20s} {1 / ours_total:12.2f} {1 / ref_total:12.2f} {ref_total / ours_total:8.2f}")
+        print(f"geometric mean ratio {np.exp(np.log(ratios).mean()):.2f}; slowest ratio {ratios.min():.2f} ({rows[int(ratios.argmin())][0]})")
+
+
+if __name__ == "__main__":
+    main()
