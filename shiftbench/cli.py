@@ -1,4 +1,4 @@
-"""The ``shiftbench`` command: run, list, data, table (and the subcommands other modules add)."""
+"""The ``shiftbench`` command: run, list, data, table, reproduce, regress, new-method, check-method."""
 
 from __future__ import annotations
 
@@ -105,22 +105,73 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
-    from shiftbench.report import leaderboard, to_markdown, wide
+    from shiftbench.leaderboard_html import leaderboard_page
+    from shiftbench.report import full_leaderboard, latex_table, legend, marked_wide, to_markdown
+    from shiftbench.cache import default_cache_dir
     from shiftbench.store import RecordStore, records_frame
 
-    frame = records_frame(RecordStore(args.store).records())
+    stores = args.store or [default_cache_dir() / "runs" / "default"]
+    frame = records_frame([r for store in stores for r in RecordStore(store).records()])
     if frame.empty:
-        raise ShiftbenchError(f"no result records under {args.store}; run `shiftbench run` first or pass --store DIR")
-    table = wide(leaderboard(frame, args.metric))
-    render = {"md": to_markdown, "csv": lambda t: t.to_csv(index=False), "latex": lambda t: t.to_latex(index=False),
-              "html": lambda t: t.to_html(index=False)}
-    print(render[args.format](table))
+        raise ShiftbenchError(f"no result records under {', '.join(map(str, stores))}; run `shiftbench run` first "
+                              "or pass --store DIR")
+    long = full_leaderboard(frame, args.metric, args.reference, args.test)
+    render = {"md": lambda: f"{legend(args.metric, args.reference, args.test)}\n\n{to_markdown(marked_wide(long))}\n",
+              "csv": lambda: long.to_csv(index=False),
+              "latex": lambda: latex_table(marked_wide(long)),
+              "html": lambda: leaderboard_page(frame, args.metric, test=args.test)}
+    text = render[args.format]()
+    if args.output is None:
+        print(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from shiftbench.cache import default_cache_dir
+def cmd_reproduce(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.reproduction_report import list_reproductions, reproduce
 
+    if args.list or args.name is None:
+        print(list_reproductions())
+        return 0
+    reproduce(args.name, args.output, args.quick)
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.regression import regress
+
+    return regress(args.suite, args.baseline, args.update, args.report, args.store)
+
+
+def cmd_new_method(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.scaffold import new_method
+
+    paths = new_method(args.name, args.family, args.methods_dir, args.tests_dir, args.force)
+    print("wrote " + ", ".join(map(str, paths)))
+    print(f"next: edit {paths[0]}, then `shiftbench check-method {args.name}` and "
+          f"`shiftbench run method=[source_only,{args.name}]`")
+    return 0
+
+
+def cmd_check_method(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench import methods
+    from shiftbench.contract import check_method
+
+    results = check_method(methods.registry.get(args.name), args.check or None)
+    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+    for r in results:
+        print(f"{marks[r.status]}  {r.check}" + (f"\n      {r.message.strip().replace(chr(10), chr(10) + '      ')}"
+                                                  if r.message else ""))
+    failed = [r.check for r in results if r.status == "failed"]
+    print(f"{args.name}: {len(results) - len(failed)}/{len(results)} checks passed or skipped"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shiftbench", description="Evaluate methods under distribution shift.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -141,12 +192,44 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--yes", "-y", action="store_true", help="do not ask before a large download")
     data.set_defaults(func=cmd_data)
 
-    table = sub.add_parser("table", help="print the leaderboard of stored records")
-    table.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
+    table = sub.add_parser("table", help="print (or write) the leaderboard of stored records")
+    table.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md",
+                       help="md/latex: marked text table; csv: long table with CI, p-values, ranks; html: a page with plots")
     table.add_argument("--metric", default="acc_avg")
-    table.add_argument("--store", type=Path, default=default_cache_dir() / "runs" / "default",
-                       help="record store of an experiment (default: the default experiment's)")
+    table.add_argument("--store", type=Path, action="append",
+                       help="record store of an experiment, repeatable (default: the default experiment's)")
+    table.add_argument("--reference", default="source_only", help="method every row is tested against")
+    table.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test over matched cells")
+    table.add_argument("--output", "-o", type=Path, help="write to this file instead of printing")
     table.set_defaults(func=cmd_table)
+
+    repro = sub.add_parser("reproduce", help="reproduce a paper table: ours, paper, delta per cell")
+    repro.add_argument("name", nargs="?", help="reproduction name (see --list)")
+    repro.add_argument("--list", action="store_true", help="list the reproductions, their citations and data needs")
+    repro.add_argument("--output", type=Path, default=Path("results") / "reproduced", help="folder for the CSV and markdown")
+    repro.add_argument("--quick", action="store_true", help="a reduced setting (for tests and a first look)")
+    repro.set_defaults(func=cmd_reproduce)
+
+    regress = sub.add_parser("regress", help="run a regression suite and compare it with its baseline (exit 1 on a regression)")
+    regress.add_argument("--suite", default="smoke", help="suite in configs/suite/ (shiftbench list suites)")
+    regress.add_argument("--baseline", type=Path, help="baseline CSV (default results/baselines/<suite>.csv)")
+    regress.add_argument("--update", action="store_true", help="rewrite the baseline with this run's values")
+    regress.add_argument("--report", type=Path, help="markdown report (default results/regression/<suite>.md)")
+    regress.add_argument("--store", type=Path, help="record store for the run (default: a fresh temporary one)")
+    regress.set_defaults(func=cmd_regress)
+
+    new = sub.add_parser("new-method", help="write a working, documented method plugin and its test from a template")
+    new.add_argument("name", help="plugin name (a lower-case Python identifier)")
+    new.add_argument("--family", required=True, choices=["output", "tta", "domain", "estimator"])
+    new.add_argument("--methods-dir", type=Path, help="where to write NAME.py (default: the methods/ folder)")
+    new.add_argument("--tests-dir", type=Path, help="where to write test_method_NAME.py (default: tests/ beside methods/)")
+    new.add_argument("--force", action="store_true", help="overwrite existing files")
+    new.set_defaults(func=cmd_new_method)
+
+    check = sub.add_parser("check-method", help="run the plugin contract suite on a method")
+    check.add_argument("name")
+    check.add_argument("--check", action="append", help="run only this check (repeatable)")
+    check.set_defaults(func=cmd_check_method)
     return parser
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftbench.arrays import check_probs, softmax
+from shiftbench.arrays import check_matrix, check_probs, softmax
 from shiftbench.cache import ArrayCache
 from shiftbench.dataset import Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
@@ -147,7 +147,8 @@ class OutputAdapter(PredictionMethod):
         out = task.target_outputs()
         probs, adapted = out.probs, np.empty((len(task.target), task.n_classes))
         for index in task.batches:
-            adapted[index] = self.adapt(probs[index], out.feats[index])
+            adapted[index] = check_probs(self.adapt(probs[index], out.feats[index]),
+                                         f"probabilities returned by method {self.name!r} for a target batch")
         return adapted
 
 
@@ -171,6 +172,7 @@ class ModelAdapter(PredictionMethod):
         probs = np.empty((len(task.target), task.n_classes))
         for index in task.batches:
             logits = self.step(task.target_batch(index))
+            check_matrix(logits, f"logits returned by method {self.name!r} for a target batch", n_rows=len(index))
             probs[index] = torch.softmax(logits.detach().double(), 1).cpu().numpy()
         return probs
 
@@ -192,7 +194,7 @@ class DomainAdapter(PredictionMethod):
     def run(self, task: Task) -> np.ndarray:
         src, tgt = task.source_outputs("train"), task.target_outputs()
         self.fit(src.feats, src.y, tgt.feats)
-        return self.predict_proba(tgt.feats)
+        return check_probs(self.predict_proba(tgt.feats), f"probabilities returned by method {self.name!r}")
 
 
 class PerformanceEstimator(Method):
@@ -223,11 +225,14 @@ class PerformanceEstimator(Method):
         else:
             self.fit(ref.probs, ref.y)
             estimates = [self.estimate_accuracy(target.probs[i]) for i in task.batches]
+        check_matrix(np.reshape(estimates, (-1, 1)), f"accuracy estimates of method {self.name!r}")
         return pd.DataFrame({"chunk": range(len(task.batches)), "estimate": estimates})
 
     def evaluate(self, output: pd.DataFrame, truth: Truth, task: Task) -> dict[str, float]:
         probs = task.target_outputs().probs
         correct = probs.argmax(1) == truth.split.y
         realised = np.array([correct[i].mean() for i in task.batches])
-        err = np.abs(output["estimate"].to_numpy() - realised)
-        return {"mae_acc": float(err.mean()), "max_ae_acc": float(err.max())}
+        estimates = output["estimate"].to_numpy()
+        err = np.abs(estimates - realised)
+        return {"mae_acc": float(err.mean()), "max_ae_acc": float(err.max()),
+                "est_acc": float(estimates.mean()), "real_acc": float(realised.mean())}

@@ -1,0 +1,308 @@
+"""The method-plugin contract: checks every plugin must pass, run by ``shiftbench check-method NAME``
+and by ``tests/test_contract.py`` over every registered method.
+
+The checks run the plugin through its family's ``run`` on a tiny synthetic task (3 classes, 6-D
+Gaussian blobs, a small MLP with BatchNorm trained in a fraction of a second) exactly as the
+runner would:
+
+- ``interface``: subclass of a family, a ``name``, a ``grid`` whose keys are ``__init__`` keyword
+  arguments stored as attributes, non-empty value lists, and every grid point instantiates;
+- ``determinism``: two fresh instances under the same seed give identical outputs;
+- ``no_target_labels``: the output does not change when the hidden target labels are permuted
+  (and the task handed over has no ``y``);
+- ``batch_size_1``: a stream of single-example batches gives finite outputs of the right shape, or
+  an explicit :class:`ShiftbenchError` saying why the method cannot (not a crash deep inside);
+- ``nan_inputs``: target data containing NaN raises a clear error (one that says NaN / non-finite)
+  rather than a crash deep inside or silent NaN results;
+- ``config_roundtrip``: every grid point survives JSON and OmegaConf (the Hydra config) unchanged
+  and rebuilds an instance with the same ``get_params()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tempfile
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from shiftbench.cache import ArrayCache
+from shiftbench.dataset import Dataset, Split
+from shiftbench.errors import ShiftbenchError
+from shiftbench.families import DomainAdapter, Method, ModelAdapter, OutputAdapter, PerformanceEstimator, Task
+from shiftbench.models import SourceModel, state_fingerprint
+
+FAMILIES: dict[str, type] = {"output": OutputAdapter, "tta": ModelAdapter, "domain": DomainAdapter,
+                             "estimator": PerformanceEstimator}
+N_CLASSES, N_FEATURES = 3, 6
+#: examples streamed one at a time by the batch-size-1 check
+N_SINGLE = 24
+
+
+class ContractError(ShiftbenchError, AssertionError):
+    """A plugin broke the contract; the message says which rule and how."""
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one contract check on one plugin: ``status`` is passed, failed or skipped."""
+
+    check: str
+    status: str
+    message: str = ""
+
+
+# --- the synthetic task ----------------------------------------------------------------------------------
+
+
+class ContractDataset(Dataset):
+    """3 Gaussian blobs in 6-D; the target split is shifted (scaled and translated)."""
+
+    name = "contract-synthetic"
+    input_kind = "tabular"
+
+    def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False, **options: Any):
+        super().__init__(**options)
+        rng = np.random.default_rng(0)
+        centres = rng.normal(0, 2.0, size=(N_CLASSES, N_FEATURES))
+
+        def blobs(n: int, shift: float = 0.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+            y = np.arange(n) % N_CLASSES
+            x = (centres[y] + rng.normal(0, 1.0, size=(n, N_FEATURES))) * scale + shift
+            return x.astype(np.float32), y
+
+        self.n_classes = N_CLASSES
+        for name, n, shift, scale in (("train", 150, 0.0, 1.0), ("id_val", 60, 0.0, 1.0), ("test", 60, 0.7, 1.3)):
+            x, y = blobs(n, shift, scale)
+            self.splits[name] = Split(name, y, pd.DataFrame({"domain": [name] * n}), x=x)
+        test = self.splits["test"]
+        if target_label_permutation_seed is not None:
+            y = np.random.default_rng(target_label_permutation_seed).permutation(test.y)
+            self.splits["test"] = Split("test", y, test.metadata, x=test.x)
+        if nan_target:
+            x = test.x.copy()
+            x[::7, 1] = np.nan
+            self.splits["test"] = Split("test", test.y, test.metadata, x=x, fingerprint=test.fingerprint + "-nan")
+
+
+class ContractModel(SourceModel):
+    """The contract's source model; its outputs are not validated, so NaN inputs reach the plugin."""
+
+    def outputs(self, split: Any, cache: ArrayCache, batch_size: int = 512) -> dict[str, np.ndarray]:
+        return self.forward_arrays(np.asarray(split.inputs()), batch_size)
+
+
+@lru_cache(maxsize=1)
+def _trained_weights() -> dict[str, torch.Tensor]:
+    data = ContractDataset()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, N_CLASSES))
+    x = torch.as_tensor(data.splits["train"].x)
+    y = torch.as_tensor(data.splits["train"].y)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(60):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimiser.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def contract_model() -> ContractModel:
+    """A fresh copy of the small trained MLP (backbone Linear-BN-ReLU, linear head)."""
+    net = nn.Sequential(nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, N_CLASSES))
+    net.load_state_dict(_trained_weights())
+    return ContractModel("contract_mlp", net[0], net[1], lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32),
+                         state_fingerprint(net))
+
+
+def contract_task(dataset: ContractDataset, cache_dir: Path, batch_size: int = 20, n_target: int | None = None,
+                  seed: int = 0) -> tuple[Task, ContractModel]:
+    """The label-free task a method receives for the dataset's ``test`` split, as the runner builds it."""
+    split = dataset.splits["test"]
+    if n_target is not None:
+        split = split.subset(np.arange(n_target), tag=f"first{n_target}")
+    order = np.random.default_rng(seed).permutation(len(split))
+    batches = [order[i:i + batch_size] for i in range(0, len(split), batch_size)]
+    model = contract_model()
+    task = Task(dataset.n_classes, split.unlabelled(), batches, seed, model, ArrayCache(cache_dir),
+                {k: dataset.splits[k] for k in ("train", "id_val")})
+    return task, model
+
+
+def run_method(cls: type, hparams: dict[str, Any], task: Task) -> Any:
+    """Instantiate and run a plugin under the task's seed, as the runner does."""
+    np.random.seed(task.seed)
+    torch.manual_seed(task.seed)
+    return cls(**hparams).run(task)
+
+
+# --- the checks --------------------------------------------------------------------------------------------
+
+
+def grid_points(cls: type) -> list[dict[str, Any]]:
+    """Every hyperparameter setting of the plugin's grid, crossed (``[{}]``, the defaults, when it is empty)."""
+    keys = sorted(cls.grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(cls.grid[k] for k in keys))]
+
+
+def first_point(cls: type) -> dict[str, Any]:
+    return grid_points(cls)[0]
+
+
+def check_interface(cls: type, cache_dir: Path) -> None:
+    """Family subclass, name, grid keys are ``__init__`` kwargs stored as attributes; grid points instantiate."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ContractError(f"{cls!r} is not a subclass of shiftbench.families.Method")
+    family = next((f for f, base in FAMILIES.items() if issubclass(cls, base)), None)
+    if family is None:
+        raise ContractError(f"{cls.__qualname__} subclasses none of the families {', '.join(f'{k} ({v.__name__})' for k, v in FAMILIES.items())}")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name.replace("_", "").replace("-", "").isalnum():
+        raise ContractError(f"{cls.__qualname__} needs a class attribute `name` (letters, digits, _ or -)")
+    if not isinstance(cls.grid, dict):
+        raise ContractError(f"`grid` of {cls.name!r} must be a dict hyperparameter -> list of values")
+    defaults = cls.default_hyperparameters()
+    unknown = sorted(set(cls.grid) - set(defaults))
+    if unknown:
+        raise ContractError(f"grid keys {unknown} of {cls.name!r} are not keyword arguments of __init__ with a default "
+                            f"(those are {sorted(defaults) or 'none'})")
+    for key, values in cls.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ContractError(f"grid[{key!r}] of {cls.name!r} must be a non-empty list; got {values!r}")
+    for point in grid_points(cls):
+        instance = cls(**point)
+        missing = [k for k in defaults if not hasattr(instance, k)]
+        if missing:
+            raise ContractError(f"{cls.name!r} does not store hyperparameters {missing} as attributes of the same name "
+                                "(scikit-learn convention; get_params() needs them)")
+        changed = {k: (v, instance.get_params()[k]) for k, v in point.items() if not _same_value(instance.get_params()[k], v)}
+        if changed:
+            raise ContractError(f"{cls.name!r} does not keep hyperparameters as given: {changed}")
+
+
+def check_determinism(cls: type, cache_dir: Path) -> None:
+    """Two fresh instances under the same seed give identical outputs."""
+    task, _ = contract_task(ContractDataset(), cache_dir)
+    first, second = (run_method(cls, first_point(cls), task) for _ in range(2))
+    if not _same_output(first, second):
+        raise ContractError(f"{cls.name!r} gave different outputs in two runs under seed {task.seed}; seed every random "
+                            "generator from task.seed (numpy Generator, torch.Generator) or the global seeds")
+
+
+def check_no_target_labels(cls: type, cache_dir: Path) -> None:
+    """The task has no target ``y``, and permuting the hidden target labels leaves the output unchanged."""
+    task, _ = contract_task(ContractDataset(), cache_dir)
+    if hasattr(task.target, "y") or {"y", "label"} & set(task.target.metadata.columns):
+        raise ContractError("the task handed to methods exposes target labels")  # a harness bug, not the plugin's
+    permuted, _ = contract_task(ContractDataset(target_label_permutation_seed=1), cache_dir)
+    ours, other = run_method(cls, first_point(cls), task), run_method(cls, first_point(cls), permuted)
+    if not _same_output(ours, other):
+        raise ContractError(f"{cls.name!r} changes its output when only the target labels change: it reads target labels")
+
+
+def check_batch_size_1(cls: type, cache_dir: Path) -> None:
+    """Single-example batches give finite outputs of the right shape (or a ShiftbenchError explaining why not)."""
+    task, _ = contract_task(ContractDataset(), cache_dir, batch_size=1, n_target=N_SINGLE)
+    try:
+        output = run_method(cls, first_point(cls), task)
+    except ShiftbenchError:
+        return  # an explicit, explained refusal (e.g. "needs batches of at least 2") is allowed
+    values = output["estimate"].to_numpy() if isinstance(output, pd.DataFrame) else np.asarray(output)
+    expected = (len(task.batches),) if isinstance(output, pd.DataFrame) else (N_SINGLE, N_CLASSES)
+    if values.shape != expected or not np.all(np.isfinite(values)):
+        raise ContractError(f"{cls.name!r} on batches of one example returned shape {values.shape} "
+                            f"(expected {expected}) with {int((~np.isfinite(values)).sum())} non-finite values")
+
+
+def check_nan_inputs(cls: type, cache_dir: Path) -> None:
+    """Target data with NaN raises an error that says so (not silent NaN output, not an obscure crash)."""
+    task, _ = contract_task(ContractDataset(nan_target=True), cache_dir)
+    try:
+        run_method(cls, first_point(cls), task)
+    except Exception as exc:  # noqa: BLE001 - any exception is inspected below
+        text = str(exc).lower()
+        if isinstance(exc, (ShiftbenchError, ValueError)) and any(w in text for w in ("nan", "finite", "infinit")):
+            return
+        raise ContractError(f"{cls.name!r} on target data containing NaN raised {type(exc).__name__}: {exc}; expected a "
+                            "clear error naming the NaN (validate inputs with shiftbench.arrays.check_matrix)") from exc
+    raise ContractError(f"{cls.name!r} accepted target data containing NaN without an error")
+
+
+def check_config_roundtrip(cls: type, cache_dir: Path) -> None:
+    """Every grid point survives JSON and OmegaConf unchanged and rebuilds the same hyperparameters."""
+    from omegaconf import OmegaConf
+
+    for point in grid_points(cls):
+        try:
+            via_json = json.loads(json.dumps(point))
+        except TypeError as exc:
+            raise ContractError(f"grid point {point!r} of {cls.name!r} is not JSON-serialisable ({exc}); use numbers, "
+                                "strings, booleans, None or lists of them") from exc
+        via_config = OmegaConf.to_container(OmegaConf.create({"grid": {cls.name: via_json}}), resolve=True)["grid"][cls.name]
+        for label, restored in (("JSON", via_json), ("the Hydra config", via_config)):
+            if not _same_value(restored, point):
+                raise ContractError(f"grid point {point!r} of {cls.name!r} comes back from {label} as {restored!r}")
+            params = cls(**restored).get_params()
+            if not all(_same_value(params[k], v) for k, v in point.items()):
+                raise ContractError(f"{cls.name!r} rebuilt from {label} has hyperparameters {params}, expected {point}")
+
+
+CHECKS: dict[str, Callable[[type, Path], None]] = {
+    "interface": check_interface,
+    "determinism": check_determinism,
+    "no_target_labels": check_no_target_labels,
+    "batch_size_1": check_batch_size_1,
+    "nan_inputs": check_nan_inputs,
+    "config_roundtrip": check_config_roundtrip,
+}
+
+
+def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
+    """Run one named check on a plugin class and report passed / failed / skipped (not applicable)."""
+    if check not in ("interface", "config_roundtrip"):
+        reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset())
+        if reason:
+            return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")
+    try:
+        CHECKS[check](cls, Path(cache_dir))
+    except ContractError as exc:
+        return CheckResult(check, "failed", str(exc))
+    except Exception:  # noqa: BLE001 - a crash is a failed check, with its traceback
+        return CheckResult(check, "failed", traceback.format_exc())
+    return CheckResult(check, "passed")
+
+
+def check_method(cls: type, checks: list[str] | None = None) -> list[CheckResult]:
+    """Every contract check (or those named) on a plugin class; the checks share one temporary cache, so
+    whatever a plugin caches (e.g. a trained adapter) is paid once."""
+    unknown = sorted(set(checks or []) - set(CHECKS))
+    if unknown:
+        raise ShiftbenchError(f"unknown contract checks {unknown}; valid: {', '.join(CHECKS)}")
+    with tempfile.TemporaryDirectory(prefix="shiftbench-contract-") as tmp:
+        return [run_check(cls, name, Path(tmp)) for name in (checks or list(CHECKS))]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def _same_output(a: Any, b: Any) -> bool:
+    if isinstance(a, pd.DataFrame):
+        return isinstance(b, pd.DataFrame) and a.shape == b.shape and np.allclose(
+            a.select_dtypes("number").to_numpy(float), b.select_dtypes("number").to_numpy(float), rtol=0, atol=1e-9,
+            equal_nan=True)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True)

@@ -1,0 +1,91 @@
+"""A static, self-contained HTML leaderboard: the marked table with an inline column sorter and the
+figures embedded as base64 PNG (no external scripts, styles or images, so the file can be mailed or
+uploaded as a CI artifact).
+
+Clicking a header sorts by that column (numbers by their leading value, text alphabetically;
+clicking again reverses). Opening the page with ``#sort=<column index>`` (``#sort=-<index>`` for
+descending) sorts on load, which is how a headless-browser test drives the sorter.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from shiftbench import plots
+from shiftbench.report import full_leaderboard, legend, marked_wide
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; white-space: nowrap; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; }
+th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
+tr.oracle td { font-style: italic; background: #fff6e0; }
+figure { display: inline-block; margin: 1em 1em 0 0; }
+p.legend { max-width: 60em; font-size: 0.85em; color: #555; }
+"""
+
+_SORTER = """
+(function () {
+  var table = document.getElementById("leaderboard");
+  function key(text) {
+    var m = text.trim().match(/^-?\\d+(\\.\\d+)?/);
+    return m ? [0, parseFloat(m[0]), ""] : [1, 0, text.trim().toLowerCase()];
+  }
+  function sortBy(index, descending) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[index].textContent), y = key(b.cells[index].textContent);
+      var c = x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
+      return descending ? -c : c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      th.className = i === index ? (descending ? "desc" : "asc") : "";
+    });
+    table.setAttribute("data-sorted", index + (descending ? ":desc" : ":asc"));
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+    th.addEventListener("click", function () { sortBy(i, th.className === "asc"); });
+  });
+  var m = window.location.hash.match(/^#sort=(-?)(\\d+)$/);
+  if (m) { sortBy(parseInt(m[2], 10), m[1] === "-"); }
+})();
+"""
+
+
+def figure_tag(fig: Figure, caption: str) -> str:
+    """An ``<figure>`` with the figure inlined as a base64 PNG."""
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """The text leaderboard as an HTML table with id ``leaderboard``; oracle rows get class ``oracle``."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = []
+    for _, row in table.iterrows():
+        css = ' class="oracle"' if str(row.get("method", "")).endswith("(oracle)") else ""
+        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
+    return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def leaderboard_page(frame: pd.DataFrame, metric: str = "acc_avg", title: str = "shiftbench leaderboard",
+                     test: str = "ttest") -> str:
+    """The whole HTML page for the records in ``frame``."""
+    long = full_leaderboard(frame, metric, test=test)
+    figures = [(plots.accuracy_vs_severity(frame, metric), f"{metric} against corruption severity"),
+               (plots.rank_heatmap(long, metric), f"rank per (dataset, model, scenario group) on {metric}"),
+               (plots.estimated_vs_realised(frame), "estimated against realised accuracy (performance estimators)")]
+    body = "\n".join(figure_tag(fig, caption) for fig, caption in figures if fig is not None)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"<p class=\"legend\">{html.escape(legend(metric, test=test))}</p>\n"
+            f"{table_html(marked_wide(long))}\n<section id=\"figures\">{body}</section>\n"
+            f"<script>{_SORTER}</script>\n</body></html>\n")

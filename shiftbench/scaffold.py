@@ -1,0 +1,53 @@
+"""``shiftbench new-method NAME --family F``: write a working, documented plugin and its test."""
+
+from __future__ import annotations
+
+import keyword
+from pathlib import Path
+from string import Template
+
+from shiftbench.errors import ShiftbenchError
+from shiftbench.method_templates import TEMPLATES, TEST
+
+
+def class_name(name: str) -> str:
+    """``my_method`` -> ``MyMethod``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def default_methods_dir() -> Path:
+    """The folder plugins are discovered in (``methods/`` of the checkout in an editable install)."""
+    from shiftbench import methods
+
+    return Path(list(methods.__path__)[0])
+
+
+def validate_name(name: str) -> None:
+    """A plugin name must be a lower-case Python identifier not taken by another plugin."""
+    from shiftbench import methods
+
+    if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower() or name.startswith("_"):
+        raise ShiftbenchError(f"method name {name!r} must be a lower-case Python identifier not starting with _ "
+                              "(it becomes the module shiftbench.methods.<name>)")
+    if name in methods.registry.names():
+        raise ShiftbenchError(f"a method named {name!r} already exists ({methods.registry.get(name).__module__}); pick another name")
+
+
+def new_method(name: str, family: str, methods_dir: Path | None = None, tests_dir: Path | None = None,
+               force: bool = False) -> list[Path]:
+    """Write ``<methods_dir>/<name>.py`` from the family's template and ``<tests_dir>/test_method_<name>.py``."""
+    if family not in TEMPLATES:
+        raise ShiftbenchError(f"unknown family {family!r}; valid families: {', '.join(TEMPLATES)}")
+    validate_name(name)
+    methods_dir = Path(methods_dir or default_methods_dir())
+    tests_dir = Path(tests_dir or methods_dir.parent / "tests")
+    values = {"name": name, "cls": class_name(name), "family": family}
+    files = {methods_dir / f"{name}.py": Template(TEMPLATES[family]).substitute(values),
+             tests_dir / f"test_method_{name}.py": Template(TEST).substitute(values)}
+    existing = [str(p) for p in files if p.exists()]
+    if existing and not force:
+        raise ShiftbenchError(f"{', '.join(existing)} already exist; pass --force to overwrite")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return list(files)
