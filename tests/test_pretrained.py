@@ -103,3 +103,15 @@ def test_text_dataset_is_refused_with_a_clear_error(tmp_path, empty_hub):
     ds = load("wilds/civilcomments", root_dir=str(tmp_path))
     with pytest.raises(ShiftbenchError, match="takes images"):
         build_model("resnet18", ds, seed=0, cache_root=tmp_path)
+
+
+def test_outputs_read_a_lazy_split_one_batch_at_a_time(camelyon, empty_hub, tmp_path):
+    split = camelyon.split("val")
+    reads = []
+    lazy = type(split)(split.name, split.y, split.metadata, fingerprint=split.fingerprint + "-lazy",
+                       load_inputs=lambda index: reads.append(index) or split.inputs(index))
+    model = build_model("resnet18", camelyon, seed=0, cache_root=tmp_path, size=32)
+    batched = model.outputs(lazy, ArrayCache(tmp_path), batch_size=4)
+    assert [len(range(len(lazy))[i]) for i in reads] == [4, 2]
+    whole = model.forward_arrays(split.inputs(), batch_size=64)
+    np.testing.assert_allclose(batched["logits"], whole["logits"], rtol=1e-5, atol=1e-5)

@@ -72,11 +72,25 @@ class SourceModel:
         Non-finite outputs raise :class:`InvalidArrayError` naming the model and the split."""
         out = cache.get_or_compute(
             "outputs", {"model": self.fingerprint, "split": split.fingerprint},
-            lambda: self.forward_arrays(split.inputs(), batch_size),
+            lambda: self.forward_arrays(_BatchedInputs(split), batch_size),
         )
         for key in ("logits", "feats"):
             check_matrix(out[key], f"{key} of model {self.name!r} on split {split.name!r}", n_rows=len(split))
         return out
+
+
+class _BatchedInputs:
+    """A split's inputs as a sliceable sequence: ``forward_arrays`` reads one batch at a time, so a
+    split whose inputs load from disk (WILDS, MetaShift) is never held in memory whole."""
+
+    def __init__(self, split: Any):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: slice) -> Any:
+        return self.split.inputs(index)
 
 
 class ModelSpec:
