@@ -21,9 +21,11 @@ def gaussian_blur(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
 
 
 @numba.njit(parallel=True, cache=True)
-def _swap_neighbours(images: np.ndarray, offsets: np.ndarray, delta: int) -> None:  # pragma: no cover - jitted
-    """In place, per image: walk the pixels bottom-right to top-left and swap each with the
-    neighbour at its (dx, dy) offset, once per iteration (the ImageNet-C glass-blur shuffle)."""
+def _shuffle_neighbours(images: np.ndarray, offsets: np.ndarray, delta: int) -> None:  # pragma: no cover - jitted
+    """In place, per image: walk the pixels bottom-right to top-left and overwrite each with the
+    neighbour at its (dx, dy) offset, once per iteration. This is what the ImageNet-C glass blur
+    does: its "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns views of the pixel
+    vectors, so the second assignment writes back the copied value and the pixel is duplicated."""
     n, h, w, _ = images.shape
     for i in numba.prange(n):
         for it in range(offsets.shape[1]):
@@ -33,9 +35,7 @@ def _swap_neighbours(images: np.ndarray, offsets: np.ndarray, delta: int) -> Non
                     r2 = row + offsets[i, it, k, 1]
                     c2 = col + offsets[i, it, k, 0]
                     for ch in range(images.shape[3]):
-                        tmp = images[i, row, col, ch]
                         images[i, row, col, ch] = images[i, r2, c2, ch]
-                        images[i, r2, c2, ch] = tmp
                     k += 1
 
 
@@ -48,7 +48,7 @@ def glass_blur(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     positions = max(h - 2 * delta, 0) * max(w - 2 * delta, 0)
     # offsets drawn like numpy's randint(-delta, delta): the upper end is excluded
     offsets = np.stack([r.integers(-delta, delta, size=(iterations, positions, 2), dtype=np.int8) for r in rngs])
-    _swap_neighbours(images, offsets, delta)
+    _shuffle_neighbours(images, offsets, delta)
     shuffled = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     return ops.gaussian_blur(shuffled, sigma)
 

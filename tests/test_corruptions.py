@@ -1,0 +1,164 @@
+"""Corruptions: fidelity to the reference generator (imagecorruptions), per-image determinism, errors."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shiftbench.datasets.corruptions import CORRUPTIONS, corrupt, pad_to_min_size
+from shiftbench.errors import ShiftbenchError
+
+DETERMINISTIC = ["gaussian_blur", "defocus_blur", "zoom_blur", "contrast", "brightness", "saturate",
+                 "jpeg_compression", "pixelate"]
+
+
+def photos() -> list[np.ndarray]:
+    """Crops of scikit-learn's sample photographs: square, small and non-square."""
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    return [china[100:196, 200:296], flower[50:114, 100:180], china[10:42, 300:332]]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    pytest.importorskip("imagecorruptions")
+    warnings.filterwarnings("ignore")
+    from imagecorruptions import corrupt as ref
+
+    return ref
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_deterministic_corruptions_match_reference(reference, name):
+    for image in photos():
+        for severity in range(1, 6):
+            diff = np.abs(corrupt(image, name, severity).astype(int) - reference(image, severity, name).astype(int))
+            assert diff.mean() < 0.5, (name, severity, image.shape, diff.mean())
+            assert np.quantile(diff, 0.999) <= 1 and diff.max() <= 2, (name, severity, image.shape, diff.max())
+
+
+def noise_std(images: np.ndarray, out: np.ndarray) -> float:
+    return float((out.astype(float) - images).std() / 255)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "speckle_noise", "impulse_noise"])
+def test_noise_scale_matches_reference(reference, name):
+    # mid-grey images keep clipping out of the way for the lower severities
+    grey = np.full((48, 48, 3), 120, dtype=np.uint8)
+    for severity in (1, 3):
+        ours = noise_std(grey, corrupt(np.stack([grey + i for i in range(6)]), name, severity))
+        ref = np.mean([noise_std(grey + i, reference(grey + i, severity, name)) for i in range(6)])
+        assert ours == pytest.approx(ref, rel=0.05), (name, severity)
+
+
+def sharpness(images: np.ndarray) -> float:
+    """Mean absolute Laplacian: falls as blur extent grows."""
+    x = images.astype(float)
+    lap = 4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]
+    return float(np.abs(lap).mean())
+
+
+@pytest.mark.parametrize("name,tolerance", [("glass_blur", 0.1), ("motion_blur", 0.2), ("elastic_transform", 0.15),
+                                            ("snow", 0.3), ("fog", 0.3), ("frost", 0.3), ("spatter", 0.3)])
+def test_random_corruptions_match_reference_statistics(reference, name, tolerance):
+    """Blur extent (sharpness) and strength (mean change) agree with the reference within ``tolerance``."""
+    from sklearn.datasets import load_sample_images
+
+    china = load_sample_images().images[0]
+    images = np.stack([china[40 * i:40 * i + 64, 30 * i:30 * i + 64] for i in range(8)])
+    for severity in (1, 3, 5):
+        ours = corrupt(images, name, severity)
+        ref = np.stack([reference(im, severity, name) for im in images])
+        assert sharpness(ours) == pytest.approx(sharpness(ref), rel=tolerance), (name, severity)
+        change = np.abs(ours.astype(float) - images).mean(), np.abs(ref.astype(float) - images).mean()
+        assert change[0] == pytest.approx(change[1], rel=tolerance, abs=1.0), (name, severity)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_same_output_alone_or_in_a_batch(name):
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (3, 32, 40, 3), dtype=np.uint8)
+    together = corrupt(batch, name, 3, seed=7)
+    assert together.shape == batch.shape and together.dtype == np.uint8
+    for i in range(3):
+        np.testing.assert_array_equal(corrupt(batch[i], name, 3, seed=7), together[i])
+    np.testing.assert_array_equal(corrupt(batch[::-1], name, 3, seed=7), together[::-1])
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "glass_blur", "motion_blur", "snow", "fog", "spatter"])
+def test_seed_changes_random_corruptions(name):
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert not np.array_equal(corrupt(image, name, 3, seed=0), corrupt(image, name, 3, seed=1))
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_grey_images_keep_their_shape(name):
+    grey = np.random.default_rng(3).integers(0, 256, (2, 32, 36), dtype=np.uint8)
+    assert corrupt(grey, name, 2).shape == grey.shape
+    assert corrupt(grey[0], name, 2, preset="cifar").shape == grey[0].shape
+
+
+def test_grey_channel_agrees_with_rgb_for_channelwise_corruptions():
+    grey = photos()[0][..., 1]
+    for name in ("contrast", "gaussian_blur", "defocus_blur", "zoom_blur", "brightness"):
+        np.testing.assert_array_equal(corrupt(grey, name, 3), corrupt(np.stack([grey] * 3, -1), name, 3)[..., 0])
+
+
+def test_cifar_preset_uses_make_cifar_c_constants():
+    """Formulas of make_cifar_c.py with its published constants, computed here independently."""
+    image = photos()[2]
+    x = image / 255.0
+    for severity, c in enumerate((0.75, 0.5, 0.4, 0.3, 0.15), start=1):
+        means = x.mean(axis=(0, 1), keepdims=True)
+        expected = (np.clip((x - means) * c + means, 0, 1) * 255).astype(np.uint8)
+        assert np.abs(corrupt(image, "contrast", severity, preset="cifar").astype(int) - expected).max() <= 1
+    for severity, factor in enumerate((0.95, 0.9, 0.85, 0.75, 0.65), start=1):
+        pil = Image.fromarray(image).resize((int(32 * factor),) * 2, Image.BOX).resize((32, 32), Image.BOX)
+        np.testing.assert_array_equal(corrupt(image, "pixelate", severity, preset="cifar"), np.asarray(pil))
+    for severity, quality in enumerate((80, 65, 58, 50, 40), start=1):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+        np.testing.assert_array_equal(corrupt(image, "jpeg_compression", severity, preset="cifar"),
+                                      np.asarray(Image.open(buffer)))
+
+
+def test_cifar_gaussian_blur_matches_skimage():
+    skimage_filters = pytest.importorskip("skimage.filters")
+    image = photos()[2]
+    for severity, sigma in enumerate((0.4, 0.6, 0.7, 0.8, 1), start=1):
+        expected = (np.clip(skimage_filters.gaussian(image / 255.0, sigma=sigma, channel_axis=-1), 0, 1) * 255).astype(np.uint8)
+        assert np.abs(corrupt(image, "gaussian_blur", severity, preset="cifar").astype(int) - expected).max() <= 1
+
+
+def test_severity_increases_damage():
+    image = photos()[0]
+    for name in CORRUPTIONS:
+        change = [np.abs(corrupt(image, name, s).astype(float) - image).mean() for s in (1, 5)]
+        assert change[1] > change[0] or name == "saturate", name
+
+
+def test_padding_helper_round_trips():
+    images = np.random.default_rng(4).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    padded, (rows, cols) = pad_to_min_size(images)
+    assert padded.shape == (2, 32, 32)
+    np.testing.assert_array_equal(padded[:, rows, cols], images)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"images": np.zeros((32, 32, 3), np.float32)}, "uint8"),
+    ({"images": np.zeros((28, 28), np.uint8)}, "at least 32x32"),
+    ({"images": np.zeros((2, 32, 32, 4), np.uint8)}, "1 or 3 channels"),
+    ({"name": "blurry"}, "valid corruptions: gaussian_noise, shot_noise"),
+    ({"severity": 6}, "severity must be an integer 1..5"),
+    ({"severity": 0}, "severity must be an integer 1..5"),
+    ({"preset": "svhn"}, "valid presets: imagenet, cifar"),
+])
+def test_bad_input_gives_clear_errors(kwargs, message):
+    args = {"images": np.zeros((32, 32, 3), np.uint8), "name": "contrast", "severity": 1, **kwargs}
+    with pytest.raises(ShiftbenchError, match=message):
+        corrupt(**args)
