@@ -112,11 +112,19 @@ def _safe_score(scorer: Scorer, cand: Candidate | None, view: ValidationView, Xt
 
 
 def best_params(scores: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per scorer, the setting with the highest mean score over splits (first one on ties)."""
-    mean = scores.groupby(["scorer", "point", "params"], sort=True)["score"].mean().reset_index()
-    mean["score"] = mean["score"].fillna(-np.inf)
-    best = mean.loc[mean.groupby("scorer", sort=False)["score"].idxmax()]
-    return {row.scorer: json.loads(row.params) for row in best.itertuples()}
+    """Per scorer, the setting with the highest mean score over splits (the first on ties).
+
+    Means are plain sequential float sums in split order, as scikit-learn's ``cv_results_`` computes
+    them, so exact ties break the same way as in ``GridSearchCV``.
+    """
+    chosen = {}
+    for scorer, df in scores.groupby("scorer", sort=False):
+        df = df.sort_values(["point", "split"], kind="stable")
+        points = df["point"].unique()
+        table = df["score"].to_numpy(np.float64).reshape(len(points), -1)
+        mean = np.nan_to_num(table.mean(axis=1), nan=-np.inf)
+        chosen[scorer] = json.loads(df.loc[df["point"] == points[int(np.argmax(mean))], "params"].iloc[0])
+    return chosen
 
 
 def nested_cv(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
