@@ -17,7 +17,7 @@ from shiftbench.models import build_model
 from shiftbench.scenarios import Scenario
 
 
-def misspecified_shift(seed: int = 0):
+def misspecified_shift(seed: int = 0, n: int = 400):
     """1-D inputs, a sinusoidal boundary; the target sits where a linear fit on the source is wrong."""
     rng = np.random.default_rng(seed)
 
@@ -25,14 +25,14 @@ def misspecified_shift(seed: int = 0):
         x = rng.normal(mean, sd, size=n)
         return x[:, None], (np.sin(1.5 * x) + 0.3 * rng.normal(size=n) > 0).astype(int)
 
-    return (*sample(400, 0.0, 1.0), *sample(400, 2.0, 0.3))
+    return (*sample(n, 0.0, 1.0), *sample(n, 2.0, 0.3))
 
 
-@pytest.mark.parametrize("method", ["domain_classifier_iw", "kmm_iw", "dwgcs"])
-def test_reweighting_gains_accuracy_where_the_linear_source_fit_is_wrong(method):
+@pytest.mark.parametrize("method, hp", [("domain_classifier_iw", {}), ("kmm_iw", {}), ("dwgcs", {"D": 4.0})])
+def test_reweighting_gains_accuracy_where_the_linear_source_fit_is_wrong(method, hp):
     Xs, ys, Xt, yt = misspecified_shift()
     source_only = LogisticRegression().fit(Xs, ys).score(Xt, yt)
-    adapter = load_method(method).fit(Xs, ys, Xt)
+    adapter = load_method(method, **hp).fit(Xs, ys, Xt)
     proba = adapter.predict_proba(Xt)
     assert proba.shape == (len(Xt), 2)
     np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
@@ -40,7 +40,7 @@ def test_reweighting_gains_accuracy_where_the_linear_source_fit_is_wrong(method)
 
 
 def test_kmm_iw_weights_are_the_d_equals_one_programme():
-    Xs, ys, Xt, _ = misspecified_shift(1)
+    Xs, ys, Xt, _ = misspecified_shift(1, n=150)
     adapter = load_method("kmm_iw").fit(Xs, ys, Xt)
     Zs, Zt = standardise(Xs, Xt)
     X = np.vstack([Zs, Zt])
@@ -48,7 +48,7 @@ def test_kmm_iw_weights_are_the_d_equals_one_programme():
 
 
 def test_dwgcs_plugin_is_transductive():
-    Xs, ys, Xt, _ = misspecified_shift(2)
+    Xs, ys, Xt, _ = misspecified_shift(2, n=100)
     adapter = load_method("dwgcs", D=2.0).fit(Xs, ys, Xt)
     with pytest.raises(ShiftbenchError, match="transductive"):
         adapter.predict_proba(Xt[:-1])
@@ -129,7 +129,7 @@ def test_domain_adapters_run_through_the_task_path(tmp_path):
     split = scenario.target_split(d, cache, 0)
     task = Task(d.n_classes, split.unlabelled(), scenario.batches(split.y, 0), 0, model, cache,
                 {k: d.splits[k] for k in ("train", "id_val")})
-    for name in ["dwgcs", "kmm_iw", "domain_classifier_iw", "em_correction"]:
-        method = load_method(name)
+    for name, hp in [("dwgcs", {"D": 2.0}), ("kmm_iw", {}), ("domain_classifier_iw", {}), ("em_correction", {})]:
+        method = load_method(name, **hp)
         metrics = method.evaluate(method.run(task), Truth(d, split), task)
         assert 0.8 < metrics["acc_avg"] <= 1.0
