@@ -4,7 +4,8 @@ uploaded as a CI artifact).
 
 Clicking a header sorts by that column (numbers by their leading value, text alphabetically;
 clicking again reverses). Opening the page with ``#sort=<column index>`` (``#sort=-<index>`` for
-descending) sorts on load, which is how a headless-browser test drives the sorter.
+descending) sorts on load, and after loading the body's ``data-images-rendered`` counts the figures
+the browser decoded: that is how a headless-browser test checks the page.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ _SORTER = """
   });
   var m = window.location.hash.match(/^#sort=(-?)(\\d+)$/);
   if (m) { sortBy(parseInt(m[2], 10), m[1] === "-"); }
+  window.addEventListener("load", function () {
+    var shown = Array.prototype.filter.call(document.images, function (im) { return im.naturalWidth > 0; });
+    document.body.setAttribute("data-images-rendered", String(shown.length));
+  });
 })();
 """
 

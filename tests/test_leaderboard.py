@@ -1,0 +1,135 @@
+"""Leaderboards: CIs, paired tests against source-only, average ranks, oracle marks, formats, plots, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from leaderboard_fixtures import estimator_records, synthetic_frame, synthetic_records, write_store
+from shiftbench import plots
+from shiftbench.cli import main
+from shiftbench.report import (average_ranks, compare_with_reference, full_leaderboard, latex_table, marked_wide,
+                               paired_p_value)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return synthetic_frame()
+
+
+def test_paired_test_matches_scipy_on_matched_cells(frame):
+    comparison = compare_with_reference(frame)
+    row = comparison[(comparison["dataset"] == "digits") & (comparison["method"] == "better")
+                     & (comparison["group"] == "id_test-c")].iloc[0]
+    cells = frame[(frame["dataset"] == "digits") & (frame["group"] == "id_test-c")]
+    a = cells[cells["method"] == "better"].sort_values(["scenario", "seed"])["metric.acc_avg"].to_numpy()
+    b = cells[cells["method"] == "source_only"].sort_values(["scenario", "seed"])["metric.acc_avg"].to_numpy()
+    assert row["n_pairs"] == 18
+    assert row["delta"] == pytest.approx((a - b).mean())
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    wilcoxon = compare_with_reference(frame, test="wilcoxon")
+    w = wilcoxon[(wilcoxon["dataset"] == "digits") & (wilcoxon["method"] == "better") & (wilcoxon["group"] == "id_test-c")]
+    assert w["p_value"].iloc[0] == pytest.approx(stats.wilcoxon(a - b).pvalue)
+
+
+def test_paired_p_value_edge_cases():
+    assert paired_p_value(np.zeros(5)) == 1.0
+    assert paired_p_value(np.full(4, 0.02)) == 0.0  # the same gain in every cell
+    assert paired_p_value(np.array([0.1])) == 1.0  # one pair: no test
+
+
+def test_significant_cells_are_marked_in_the_right_direction(frame):
+    long = full_leaderboard(frame)
+    avg = long[long["group"] == "avg"].set_index(["dataset", "method"])["significant"]
+    assert (avg.xs("better", level="method") == 1).all()
+    assert (avg.xs("worse", level="method") == -1).all()
+    assert (avg.xs("source_only", level="method") == 0).all()
+    text = marked_wide(long)
+    cell = text[(text["dataset"] == "digits") & (text["method"] == "better")]["avg"].iloc[0]
+    assert cell.endswith("▲") and "±" in cell
+    assert text[(text["dataset"] == "digits") & (text["method"] == "worse")]["avg"].iloc[0].endswith("▼")
+
+
+def test_mean_and_ci_over_seeds(frame):
+    long = full_leaderboard(frame)
+    row = long[(long["dataset"] == "digits") & (long["method"] == "better") & (long["group"] == "test")].iloc[0]
+    values = frame[(frame["dataset"] == "digits") & (frame["method"] == "better") & (frame["group"] == "test")]
+    v = values.sort_values("seed")["metric.acc_avg"].to_numpy()
+    assert row["mean"] == pytest.approx(v.mean())
+    assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3))
+
+
+def test_average_rank_across_datasets(frame):
+    long = full_leaderboard(frame)
+    ranks = average_ranks(long, "acc_avg").set_index("method")
+    assert ranks.loc["better", "avg_rank"] == 1.0 and ranks.loc["worse", "avg_rank"] == 4.0
+    assert ranks.loc["source_only", "avg_rank"] + ranks.loc["same", "avg_rank"] == pytest.approx(5.0)
+    assert (ranks["n_tasks"] == 2).all()
+    # lower-is-better metrics rank the other way round
+    err = frame.assign(**{"metric.ece": 1.0 - frame["metric.acc_avg"]})
+    assert average_ranks(full_leaderboard(err, "ece"), "ece").set_index("method").loc["better", "avg_rank"] == 1.0
+
+
+def test_oracle_rows_are_marked_and_not_ranked():
+    frame = synthetic_frame(datasets=("digits",))
+    oracle = frame[frame["method"] == "better"].assign(scorer="oracle", key=lambda f: f["key"] + "-oracle")
+    frame = pd.concat([frame.assign(scorer="entropy"), oracle], ignore_index=True)
+    long = full_leaderboard(frame)
+    marked = long[long["oracle"]]
+    assert set(marked["method"]) == {"better"} and marked["rank"].isna().all()
+    text = marked_wide(long)
+    assert "better (oracle)" in set(text["method"]) and "scorer" in text.columns
+
+
+def test_formats_render(frame):
+    text = marked_wide(full_leaderboard(frame))
+    latex = latex_table(text)
+    assert r"\begin{tabular}" in latex and r"$\pm$" in latex and "source\\_only" in latex and "±" not in latex
+
+
+def test_accuracy_against_severity_plot_averages_corruptions_and_seeds(frame):
+    fig = plots.accuracy_vs_severity(frame)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"source_only", "better", "worse", "same"}
+    x, y = lines["better"].get_data()
+    assert list(x) == [1, 3, 5]
+    cells = frame[(frame["dataset"] == ax.get_title().split(" / ")[0]) & (frame["method"] == "better")
+                  & frame["scenario"].str.contains("/3:")]
+    assert y[1] == pytest.approx(cells["metric.acc_avg"].mean() * 100)
+
+
+def test_corruption_fields_parse_scenario_names():
+    names = pd.Series(["id_test-c/gaussian_noise/3:bs64", "test:bs64", "id_test-c/contrast/5:labelshift0.5:bs64"])
+    parsed = plots.corruption_fields(names)
+    assert parsed["corruption"].tolist()[0::2] == ["gaussian_noise", "contrast"]
+    assert parsed["severity"].tolist()[0] == 3 and np.isnan(parsed["severity"].tolist()[1])
+
+
+def test_rank_heatmap_and_estimated_vs_realised(frame):
+    heat = plots.rank_heatmap(full_leaderboard(frame))
+    assert heat is not None and heat.axes[0].images[0].get_array().shape == (4, 6)
+    from shiftbench.store import records_frame
+
+    fig = plots.estimated_vs_realised(records_frame(estimator_records()))
+    offsets = fig.axes[0].collections[0].get_offsets()
+    assert np.allclose(offsets, [[88, 90], [60, 70], [55, 50]])
+    assert plots.estimated_vs_realised(frame) is None  # no estimator records: no figure
+
+
+@pytest.mark.parametrize("fmt,needle", [("md", "▲"), ("csv", "p_value"), ("latex", r"\toprule"), ("html", "<table")])
+def test_cli_table_formats(tmp_path, fmt, needle):
+    store = write_store(tmp_path / "store", synthetic_records())
+    out = tmp_path / f"board.{fmt}"
+    assert main(["table", "--format", fmt, "--store", str(store), "--output", str(out)]) == 0
+    assert needle in out.read_text()
+    if fmt == "csv":
+        long = pd.read_csv(out)
+        assert {"mean", "ci95", "delta", "p_value", "significant", "avg_rank", "oracle"} <= set(long.columns)
+
+
+def test_cli_table_without_records_says_what_to_do(tmp_path, capsys):
+    assert main(["table", "--store", str(tmp_path / "empty")]) == 2
+    assert "run `shiftbench run` first" in capsys.readouterr().err
