@@ -26,10 +26,11 @@ import pandas as pd
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from shiftbench.errors import ShiftbenchError
-from shiftbench.scorers import Candidate, LabelledTarget, Scorer, UnlabelledTarget, ValidationView, check_features
+from shiftbench.scorers import (Candidate, Estimator, LabelledTarget, Scorer, UnlabelledTarget, ValidationView,
+                                check_features)
 
 #: builds an unfitted estimator (``fit(Xs, ys, Xt)``, ``predict_proba(X)``) from hyperparameters
-Factory = Callable[..., Any]
+Factory = Callable[..., Estimator]
 
 
 @dataclass(frozen=True)
@@ -200,10 +201,19 @@ def cross_scenario_selection(frame: pd.DataFrame, metric: str, validation: Itera
         if held.empty:
             raise ShiftbenchError(f"method {method!r}: every {column} is a validation one; leave some out for testing")
         val_mean = df[is_val].groupby("hparams")[col].mean()
-        chosen = (sign * val_mean).idxmax()
+        chosen = json.dumps(best_params(validation_scores(df[is_val], col, column, sign))["validation"], sort_keys=True)
         per_scenario = held.groupby([column, "hparams"])[col].mean()
         oracle = (sign * per_scenario).groupby(level=0).max().mean() * sign
         rows.append({"method": method, "selected_hparams": chosen, "validation": float(val_mean[chosen]),
                      "heldout": float(held[held["hparams"] == chosen].groupby(column)[col].mean().mean()),
                      "oracle": float(oracle), "n_hparams": int(df["hparams"].nunique())})
     return pd.DataFrame(rows)
+
+
+def validation_scores(df: pd.DataFrame, col: str, column: str, sign: float) -> pd.DataFrame:
+    """Records as grid scores: a point per hyperparameter setting, a split per validation scenario
+    (mean over seeds), so that :func:`best_params` picks the setting as in nested CV."""
+    per = df.groupby(["hparams", column])[col].mean().unstack(column)
+    points = {h: i for i, h in enumerate(sorted(per.index))}
+    return pd.DataFrame([{"scorer": "validation", "point": points[h], "params": h, "split": scen,
+                          "score": sign * per.loc[h, scen]} for h in per.index for scen in per.columns])

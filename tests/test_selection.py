@@ -183,14 +183,15 @@ def test_nested_cv_selects_the_inner_argmax_and_reports_outer_accuracy(problem):
 
 def test_cross_scenario_selection_on_records():
     rows = []
-    values = {("h1", "v"): 0.9, ("h2", "v"): 0.5, ("h1", "t1"): 0.6, ("h2", "t1"): 0.8, ("h1", "t2"): 0.7, ("h2", "t2"): 0.4}
+    h1, h2 = json.dumps({"k": 1}), json.dumps({"k": 2})  # records_frame's canonical JSON
+    values = {(h1, "v"): 0.9, (h2, "v"): 0.5, (h1, "t1"): 0.6, (h2, "t1"): 0.8, (h1, "t2"): 0.7, (h2, "t2"): 0.4}
     for (hp, scen), v in values.items():
         for seed in (0, 1):
             rows.append({"status": "ok", "method": "m", "hparams": hp, "scenario": scen, "seed": seed,
                          "metric.acc_avg": v + (0.01 if seed else -0.01)})
     out = cross_scenario_selection(pd.DataFrame(rows), "acc_avg", validation=["v"])
     r = out.iloc[0]
-    assert r["selected_hparams"] == "h1"
+    assert r["selected_hparams"] == h1
     assert r["heldout"] == pytest.approx((0.6 + 0.7) / 2)
     assert r["oracle"] == pytest.approx((0.8 + 0.7) / 2)
     with pytest.raises(ShiftbenchError, match="no records"):
