@@ -209,3 +209,27 @@ def test_reproduction_quick_runs_fast(tmp_path):
     np.testing.assert_allclose(known["delta"], known["ours"] - known["paper"], atol=0.051)
     assert (tmp_path / "skada-bench-simulated.csv").exists()
     assert {"source_only", "KMM", "target_only"} <= set(table["method"])
+
+
+def test_cross_scenario_selection_on_runner_records(tmp_path, cache_dir):
+    """LAME's k chosen on one digits scenario and applied unchanged to the others, from real records."""
+    from shiftbench.hydra_app import run_experiment
+    from shiftbench.store import RecordStore, records_frame
+
+    cfg = {"dataset": {"name": "digits", "options": {"n_train": 1000, "n_val": 300, "n_test": 300},
+                       "models": ["small_cnn"], "stream": {"batch_size": 50, "order": "iid"},
+                       "scenarios": [{"target": "test"}, {"target": "id_test", "label_shift": [0.5, 5.0]}]},
+           "method": ["lame"], "model": None, "seed": [0], "grid": {"lame": {"affinity": ["knn"], "k": [1, 7]}},
+           "metric": "acc_avg", "device": "cpu", "progress": False, "dry_run": False, "cache_dir": str(cache_dir),
+           "store_dir": str(tmp_path / "store"), "results_dir": str(tmp_path / "results")}
+    run_experiment(cfg)
+    frame = records_frame(RecordStore(cfg["store_dir"]).records())
+    scenarios = sorted(frame["scenario"].unique())
+    assert len(scenarios) == 3
+    validation = scenarios[0]
+    out = cross_scenario_selection(frame, "acc_avg", validation=[validation]).iloc[0]
+    val = frame[frame["scenario"] == validation].set_index("hparams")["metric.acc_avg"]
+    assert val[out["selected_hparams"]] == val.max() and out["validation"] == pytest.approx(val.max())
+    held = frame[(frame["scenario"] != validation)]
+    assert out["heldout"] == pytest.approx(held[held["hparams"] == out["selected_hparams"]]["metric.acc_avg"].mean())
+    assert out["oracle"] >= out["heldout"] - 1e-12
