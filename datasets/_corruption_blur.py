@@ -20,14 +20,14 @@ def gaussian_blur(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     return ops.gaussian_blur(x, sigma)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _shuffle_neighbours(images: np.ndarray, offsets: np.ndarray, delta: int) -> None:  # pragma: no cover - jitted
     """In place, per image: walk the pixels bottom-right to top-left and overwrite each with the
     neighbour at its (dx, dy) offset, once per iteration. This is what the ImageNet-C glass blur
     does: its "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns views of the pixel
     vectors, so the second assignment writes back the copied value and the pixel is duplicated."""
     n, h, w, _ = images.shape
-    for i in numba.prange(n):
+    for i in range(n):
         for it in range(offsets.shape[1]):
             k = 0
             for row in range(h - delta, delta, -1):

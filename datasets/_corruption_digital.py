@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -56,21 +54,17 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     from PIL import Image
 
     grey = image.shape[-1] == 1
-    pil = Image.fromarray(image[..., 0] if grey else image).convert("RGB")
+    pil = Image.fromarray(image[..., 0]).convert("RGB") if grey else Image.fromarray(image)
     buffer = io.BytesIO()
     pil.save(buffer, "JPEG", quality=quality)
     decoded = Image.open(buffer)
-    decoded = decoded.convert("L") if grey else decoded.convert("RGB")
-    return np.asarray(decoded).reshape(image.shape)
+    return np.asarray(decoded.convert("L") if grey else decoded).reshape(image.shape)
 
 
 def jpeg_compression(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
-    """JPEG at ``quality``; Pillow releases the GIL, so images are coded on all cores."""
+    """JPEG at ``quality``, one image at a time (a codec has no batch form)."""
     (quality,) = p
-    images = to_levels(x)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        coded = list(pool.map(lambda im: jpeg_roundtrip(im, quality), images, chunksize=16))
-    return torch.from_numpy(np.stack(coded)).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.stack([jpeg_roundtrip(im, quality) for im in to_levels(x)])).permute(0, 3, 1, 2)
 
 
 def pixelate(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:

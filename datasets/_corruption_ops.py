@@ -59,14 +59,27 @@ def gaussian_blur(x: torch.Tensor, sigma: float | tuple[float, float], mode: str
     return separable(x, gaussian_operator(h, float(sy), mode, truncate), gaussian_operator(w, float(sx), mode, truncate))
 
 
+def fast_fft_size(n: int) -> int:
+    """The smallest 5-smooth integer >= n (FFT lengths with only factors 2, 3, 5 are fastest)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def correlate_fft(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Valid 2-D correlation of (N, C, Hp, Wp) with a (K, K) kernel or one (N, K, K) kernel per image."""
     hp, wp = padded.shape[-2:]
     k = kernel.shape[-1]
     kernel = kernel.reshape(-1, 1, k, k) if kernel.dim() == 3 else kernel
-    spectrum = torch.fft.rfft2(padded.double(), s=(hp, wp)) * torch.fft.rfft2(kernel.double(), s=(hp, wp)).conj()
-    out = torch.fft.irfft2(spectrum, s=(hp, wp))
-    return out[..., : hp - k + 1, : wp - k + 1].float()
+    size = (fast_fft_size(hp), fast_fft_size(wp))
+    spectrum = torch.fft.rfft2(padded.float(), s=size) * torch.fft.rfft2(kernel.float(), s=size).conj()
+    out = torch.fft.irfft2(spectrum, s=size)
+    return out[..., : hp - k + 1, : wp - k + 1]
 
 
 def pad(x: torch.Tensor, amount: int, mode: str) -> torch.Tensor:
@@ -127,7 +140,9 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles: np.ndarray) 
     """Motion-blur each image of (N, C, H, W) along its own angle; borders repeat the edge pixels."""
     h, w = x.shape[-2:]
     taps = [motion_offsets(radius, sigma, a, h, w) for a in angles]
-    reach = max(int(max(np.abs(dy).max(), np.abs(dx).max())) for _, dy, dx in taps)
+    # the padding depends only on the parameters and the image size, never on the batch, so that each
+    # image's result is the same alone or in any batch
+    reach = min(2 * radius + 1, max(h, w) - 1)
     size = 2 * reach + 1
     kernels = np.zeros((len(angles), size, size))
     for i, (weights, dy, dx) in enumerate(taps):

@@ -142,8 +142,7 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     layer = (liquid * 255).clamp(0, 255).to(torch.uint8).numpy().astype(np.float32)
     edges = canny(layer, 50, 150)
     n, h, w = layer.shape
-    dist = ndimage.distance_transform_edt(~edges, sampling=(4 * (h + w), 1, 1)).astype(np.float32)
-    dist = np.minimum(dist, 20)
+    dist = np.minimum(truncated_edge_distance(edges, 20), 20)
     dist = np.floor(box3(dist))
     dist = equalize_hist(dist.astype(np.uint8)).astype(np.float32)
     emboss = torch.tensor([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=torch.float32)
@@ -153,6 +152,20 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     m = torch.from_numpy(layer) * dist
     peak = m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
     return (m / peak)[:, None]
+
+
+def truncated_edge_distance(edges: np.ndarray, limit: int) -> np.ndarray:
+    """Euclidean distance (N, H, W) to the nearest edge pixel of the same image, exact up to ``limit``.
+
+    The images are stacked into one tall 2-D image with ``limit + 1`` edge-free rows between them, so
+    one 2-D transform serves the batch and no image sees another's edges within ``limit``."""
+    n, h, w = edges.shape
+    if not edges.any():
+        return np.full(edges.shape, float(limit), dtype=np.float32)
+    tall = np.ones((n, h + limit + 1, w), dtype=bool)
+    tall[:, :h] = ~edges
+    dist = ndimage.distance_transform_edt(tall.reshape(-1, w))
+    return dist.reshape(n, h + limit + 1, w)[:, :h].astype(np.float32)
 
 
 def box3(a: np.ndarray) -> np.ndarray:
