@@ -1,0 +1,73 @@
+"""`shiftbench reproduce`: list, run a registered reproduction, print and write ours / paper / delta."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shiftbench.cli import main
+from shiftbench.errors import ShiftbenchError
+from shiftbench.reproduce import Reproduction, registry
+from shiftbench.reproduction_report import check_table, reproduce
+
+
+class TinyTable(Reproduction):
+    """A two-cell 'paper table' whose numbers are computed here: the accuracy of always predicting the
+    majority class on fixed label vectors (published as 60 and 75)."""
+
+    name = "test-tiny-table"
+    citation = "Nobody (2026). A paper for tests."
+    setting = "majority-class accuracy on two fixed label vectors of 5 and 8 examples"
+    labels = {"five": [0, 0, 0, 1, 1], "eight": [1, 1, 1, 1, 1, 1, 0, 0]}
+    paper = {"five": 60.0, "eight": 75.0}
+
+    def run(self, output_dir: Path, quick: bool = False) -> pd.DataFrame:
+        rows = []
+        for key, y in self.labels.items():
+            ours = 100.0 * pd.Series(y).value_counts().max() / len(y)
+            rows.append({"table": key, "ours": ours, "paper": self.paper[key], "delta": ours - self.paper[key]})
+        return pd.DataFrame(rows)
+
+
+if TinyTable.name not in registry._plugins:
+    registry.register(TinyTable)
+
+
+def test_reproduce_prints_and_writes_ours_paper_delta(tmp_path, capsys):
+    assert main(["reproduce", "test-tiny-table", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert TinyTable.citation in out and TinyTable.setting in out
+    table = pd.read_csv(tmp_path / "test-tiny-table.csv")
+    assert table.columns.tolist() == ["table", "ours", "paper", "delta"]
+    assert table["ours"].tolist() == [60.0, 75.0] and (table["delta"] == 0).all()
+    assert "| five" in (tmp_path / "test-tiny-table.md").read_text()
+
+
+def test_list_shows_each_reproduction_with_its_data_needs(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "test-tiny-table  [offline (runs in CI)]" in out and TinyTable.citation in out
+
+
+def test_table_without_ours_paper_delta_is_rejected():
+    with pytest.raises(ShiftbenchError, match=r"without columns \['paper', 'delta'\]"):
+        check_table("broken", pd.DataFrame({"cell": ["a"], "ours": [1.0]}))
+
+
+def test_unknown_reproduction_lists_the_valid_ones(capsys):
+    assert main(["reproduce", "no-such-paper"]) == 2
+    assert "test-tiny-table" in capsys.readouterr().err
+
+
+OFFLINE = [name for name, cls in registry.scan_all().items() if cls.offline and name != TinyTable.name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_reproductions_run_quick(tmp_path, name):
+    table = reproduce(name, tmp_path, quick=True)
+    assert not table.empty and table[["ours", "paper"]].notna().all().all()
+    assert (table["delta"] - (table["ours"] - table["paper"])).abs().max() < 1e-6
+    assert (tmp_path / f"{name}-quick.csv").exists() and (tmp_path / f"{name}-quick.md").exists()
