@@ -75,9 +75,10 @@ def rank_heatmap(long: pd.DataFrame, metric: str = "acc_avg") -> Figure | None:
     image = ax.imshow(matrix.to_numpy(), cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=8)
+    middle = np.nanmean(matrix.to_numpy())
     for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-        if np.isfinite(value):
-            ax.text(j, i, f"{value:g}", ha="center", va="center", color="white", fontsize=7)
+        if np.isfinite(value):  # dark text on the light (good) end of the colour map
+            ax.text(j, i, f"{value:g}", ha="center", va="center", color="black" if value <= middle else "white", fontsize=7)
     fig.colorbar(image, ax=ax, label="rank (1 = best)")
     ax.set_title(f"rank on {metric}")
     fig.tight_layout()

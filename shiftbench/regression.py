@@ -73,8 +73,13 @@ def compose_config(suite: Suite, store_dir: Path, results_dir: Path) -> dict[str
     from omegaconf import OmegaConf
 
     overrides = [*suite.overrides, f"store_dir={store_dir}", f"results_dir={results_dir}", f"metric={suite.metric}"]
-    with initialize_config_module(config_module="shiftbench.configs", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_module(config_module="shiftbench.configs", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    except HydraException as exc:
+        raise ShiftbenchError(f"suite {suite.name!r}: its overrides {suite.overrides} do not compose: {exc}") from exc
     return OmegaConf.to_container(cfg, resolve=True)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from shiftbench import regression
 from shiftbench.cli import main
-from shiftbench.errors import UnknownNameError
+from shiftbench.errors import ShiftbenchError, UnknownNameError
 from shiftbench.regression import KEY_COLUMNS, Suite, compare, load_suite, report_markdown, tolerances
 
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "smoke.csv"
@@ -61,9 +61,16 @@ def test_suites_load_and_unknown_names_list_the_valid_ones():
         load_suite("weekly")
 
 
-def test_composed_suite_config_is_the_smoke_experiment(tmp_path):
+def test_suites_compose_through_hydra(tmp_path):
     cfg = regression.compose_config(load_suite("smoke"), tmp_path / "store", tmp_path / "results")
     assert cfg["experiment_name"] == "smoke" and cfg["seed"] == [0, 1] and cfg["store_dir"] == str(tmp_path / "store")
+    nightly = regression.compose_config(load_suite("nightly"), tmp_path / "store", tmp_path / "results")
+    assert nightly["method"] == ["source_only", "bn_adapt", "lame"] and nightly["grid"]["lame"] == {"affinity": ["knn"], "k": [5]}
+
+
+def test_a_suite_that_does_not_compose_is_a_clear_error(tmp_path):
+    with pytest.raises(ShiftbenchError, match="do not compose"):
+        regression.compose_config(Suite("bad", ["no_such_key.x=1"]), tmp_path, tmp_path)
 
 
 def test_committed_baseline_has_the_documented_columns():
