@@ -3,7 +3,10 @@
 Schneider et al. (2020), Nado et al. (2020). ``momentum=None`` uses the current batch's mean and
 variance only (each batch on its own); ``momentum=m`` additionally keeps running statistics,
 updated with momentum ``m`` from every batch, and normalises with those (a continual estimate).
-Nothing but the normalisation statistics changes; affine parameters stay as trained.
+``prior=N`` (Schneider et al. 2020) normalises each batch of size ``n`` with a mix of source and
+batch statistics, ``N/(N+n)`` source + ``n/(N+n)`` batch, for both mean and (biased) variance;
+``N=0`` is plain batch statistics, large ``N`` the source model. Nothing but the normalisation
+statistics changes; affine parameters stay as trained.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
 
 
@@ -31,20 +35,47 @@ def use_batch_statistics(network: nn.Module, momentum: float | None = None) -> n
     return network
 
 
+def mix_with_source_statistics(network: nn.Module, prior: float) -> nn.Module:
+    """Normalise every BatchNorm layer with ``N/(N+n)`` source + ``n/(N+n)`` batch statistics (in place)."""
+    network.eval()
+    for bn in batchnorm_layers(network):
+        source = (bn.running_mean.clone(), bn.running_var.clone())
+        bn.register_forward_pre_hook(_mixing_hook(source, prior))
+    return network
+
+
+def _mixing_hook(source: tuple[torch.Tensor, torch.Tensor], prior: float):
+    def hook(bn: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor]) -> None:
+        x = inputs[0]
+        dims = [0, *range(2, x.ndim)]
+        n = x.shape[0]
+        w = prior / (prior + n)
+        bn.running_mean = w * source[0] + (1 - w) * x.mean(dims)
+        bn.running_var = w * source[1] + (1 - w) * x.var(dims, unbiased=False)
+    return hook
+
+
 class BNAdapt(ModelAdapter):
     """Test-time BatchNorm: statistics from each target batch (or a running average with momentum)."""
 
     name = "bn_adapt"
     grid = {"momentum": [None]}
 
-    def __init__(self, momentum: float | None = None):
+    def __init__(self, momentum: float | None = None, prior: float | None = None):
         self.momentum = momentum
+        self.prior = prior
 
     def not_applicable(self, model, dataset) -> str | None:
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
     def setup(self, network: nn.Module, task: Task) -> None:
-        self.network = use_batch_statistics(network, self.momentum)
+        if self.prior is not None and self.momentum is not None:
+            raise ShiftbenchError("bn_adapt: give either momentum (running target statistics) or prior "
+                                  "(Schneider et al. source/batch mixing), not both")
+        if self.prior is not None:
+            self.network = mix_with_source_statistics(network, self.prior)
+        else:
+            self.network = use_batch_statistics(network, self.momentum)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
