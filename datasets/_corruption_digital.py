@@ -76,7 +76,7 @@ def pixelate(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     if upsample == "box":
         return ops.pil_box_resize(small, h, w).to(torch.uint8)
     rows, cols = ops.pil_nearest_index(small.shape[-2], h), ops.pil_nearest_index(small.shape[-1], w)
-    return small[..., rows[:, None], cols[None, :]].to(torch.uint8)
+    return small.to(torch.uint8).index_select(-2, rows).index_select(-1, cols)
 
 
 def elastic_transform(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:

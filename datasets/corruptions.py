@@ -12,6 +12,14 @@ image bytes), so an
 image corrupted alone or inside any batch gives the same output; severities of one corruption
 share their random draws (common random numbers), so a severity ladder is monotone in effect.
 Grey images are corrupted as one channel, following the reference's grey-image branches.
+
+Known departures from the reference generators (random corruptions only; their statistics are
+tested against ``imagecorruptions``): make_cifar_c's motion blur and snow call ImageMagick, whose
+kernel ``imagecorruptions`` reimplements and which is used here for both presets; spatter's edge
+distances are exact Euclidean (OpenCV uses a 5x5 mask approximation); frost needs the frost
+photographs shipped inside ``imagecorruptions`` and falls back to a procedural texture when that
+package is absent. Images smaller than 32 px: pad them (:func:`pad_to_min_size`), as
+``shiftbench.scenarios.corrupted_split`` does for MNIST.
 """
 
 from __future__ import annotations
