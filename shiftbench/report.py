@@ -107,6 +107,8 @@ def cell_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if frame.empty or col not in frame:
         return pd.DataFrame(columns=[*keys, "group", "scenario", "seed", "value"])
     ok = frame[(frame["status"] == "ok") & frame[col].notna()]
+    if "scorer" in keys:  # rows without model selection have no scorer; keep them as rows of their own
+        ok = ok.assign(scorer=ok["scorer"].fillna("").astype(str))
     return ok[[*keys, "group", "scenario", "seed", col]].rename(columns={col: "value"}).reset_index(drop=True)
 
 

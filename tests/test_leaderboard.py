@@ -75,12 +75,15 @@ def test_average_rank_across_datasets(frame):
 def test_oracle_rows_are_marked_and_not_ranked():
     frame = synthetic_frame(datasets=("digits",))
     oracle = frame[frame["method"] == "better"].assign(scorer="oracle", key=lambda f: f["key"] + "-oracle")
-    frame = pd.concat([frame.assign(scorer="entropy"), oracle], ignore_index=True)
+    selected = frame[frame["method"] == "better"].assign(scorer="entropy", key=lambda f: f["key"] + "-entropy")
+    frame = pd.concat([frame.assign(scorer=None), selected, oracle], ignore_index=True)
     long = full_leaderboard(frame)
     marked = long[long["oracle"]]
     assert set(marked["method"]) == {"better"} and marked["rank"].isna().all()
     text = marked_wide(long)
     assert "better (oracle)" in set(text["method"]) and "scorer" in text.columns
+    assert len(text) == 6  # the four methods without a scorer, better selected by entropy, better by the oracle
+    assert set(text["scorer"]) == {"", "entropy", "oracle"}
 
 
 def test_formats_render(frame):
