@@ -24,6 +24,8 @@ class Reproduction:
     setting: ClassVar[str]
     #: True when it runs on data that ships in packages (then CI runs it)
     offline: ClassVar[bool] = True
+    #: for one that is not offline: the command that fetches its data (``shiftbench data download ...``)
+    data_command: ClassVar[str | None] = None
 
     def run(self, output_dir: Path, quick: bool = False) -> pd.DataFrame:
         """Compute the table (``quick``: a reduced setting for tests) and return ours/paper/delta rows."""

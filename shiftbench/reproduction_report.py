@@ -18,7 +18,7 @@ def list_reproductions() -> str:
     """One paragraph per registered reproduction: name, offline or which data it needs, citation, setting."""
     lines = []
     for name, cls in registry.scan_all().items():
-        data = "offline (runs in CI)" if cls.offline else f"needs data: {getattr(cls, 'data_command', 'see its setting')}"
+        data = "offline (runs in CI)" if cls.offline else f"needs data: {cls.data_command or 'see its setting'}"
         lines += [f"{name}  [{data}]", f"    {cls.citation}", f"    {cls.setting}", ""]
     for module, tb in registry.import_errors().items():
         lines.append(f"warning: reproduction module {module!r} failed to import:\n{tb}")

@@ -31,8 +31,17 @@ class TinyTable(Reproduction):
         return pd.DataFrame(rows)
 
 
-if TinyTable.name not in registry._plugins:
-    registry.register(TinyTable)
+class NeedsDownload(TinyTable):
+    """The same table on data that must be fetched first."""
+
+    name = "test-needs-download"
+    offline = False
+    data_command = "shiftbench data download wilds/camelyon17"
+
+
+for plugin in (TinyTable, NeedsDownload):
+    if plugin.name not in registry._plugins:
+        registry.register(plugin)
 
 
 def test_reproduce_prints_and_writes_ours_paper_delta(tmp_path, capsys):
@@ -49,6 +58,7 @@ def test_list_shows_each_reproduction_with_its_data_needs(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     assert "test-tiny-table  [offline (runs in CI)]" in out and TinyTable.citation in out
+    assert "test-needs-download  [needs data: shiftbench data download wilds/camelyon17]" in out
 
 
 def test_table_without_ours_paper_delta_is_rejected():
@@ -61,7 +71,7 @@ def test_unknown_reproduction_lists_the_valid_ones(capsys):
     assert "test-tiny-table" in capsys.readouterr().err
 
 
-OFFLINE = [name for name, cls in registry.scan_all().items() if cls.offline and name != TinyTable.name]
+OFFLINE = [name for name, cls in registry.scan_all().items() if cls.offline and not name.startswith("test-")]
 
 
 @pytest.mark.slow
