@@ -215,18 +215,35 @@ def pil_box_operator(in_size: int, out_size: int) -> torch.Tensor:
     return torch.from_numpy(op)
 
 
+def banded(op: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A resampling matrix (out, in) with few non-zeros per row as (out, taps) source indices and weights."""
+    taps = int((op != 0).sum(dim=1).max())
+    weights, index = torch.topk(op, taps, dim=1)
+    return index, weights
+
+
 def pil_box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pillow's ``resize(..., Image.BOX)`` of 8-bit images given as float levels (N, C, H, W):
     horizontal pass, rounding to 8 bits, then vertical pass, in Pillow's fixed-point arithmetic."""
     h, w = levels.shape[-2:]
     x = levels.double()
-    half = float(1 << (PIL_PRECISION_BITS - 1))
-    unit = float(1 << PIL_PRECISION_BITS)
-    if width != w:
-        x = torch.floor((torch.matmul(x, pil_box_operator(w, width).T) + half) / unit).clamp_(0, 255)
+    if width != w:  # rows are gathered fastest: resample the transposed image along its rows
+        x = _fixed_point_pass(x.transpose(-1, -2).contiguous(), *banded(pil_box_operator(w, width)), dim=-2)
+        x = x.transpose(-1, -2).contiguous()
     if height != h:
-        x = torch.floor((torch.matmul(pil_box_operator(h, height), x) + half) / unit).clamp_(0, 255)
+        x = _fixed_point_pass(x, *banded(pil_box_operator(h, height)), dim=-2)
     return x.float()
+
+
+def _fixed_point_pass(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """One resampling pass along ``dim`` with integer coefficients scaled by 2**22, rounded as Pillow does."""
+    shape = [1] * x.dim()
+    shape[dim] = index.shape[0]
+    total = torch.zeros(1, dtype=torch.float64)
+    for t in range(index.shape[1]):
+        total = total + x.index_select(dim, index[:, t]) * weights[:, t].reshape(shape)
+    half, unit = float(1 << (PIL_PRECISION_BITS - 1)), float(1 << PIL_PRECISION_BITS)
+    return torch.floor((total + half) / unit).clamp_(0, 255)
 
 
 def pil_nearest_index(in_size: int, out_size: int) -> torch.Tensor:

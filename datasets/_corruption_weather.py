@@ -145,10 +145,9 @@ def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     dist = np.minimum(truncated_edge_distance(edges, 20), 20)
     dist = np.floor(box3(dist))
     dist = equalize_hist(dist.astype(np.uint8)).astype(np.float32)
-    emboss = torch.tensor([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=torch.float32)
-    dist = torch.from_numpy(dist)[:, None]
-    dist = torch.nn.functional.conv2d(ops.pad(dist, 1, "reflect101"), emboss[None, None]).round().clamp(0, 255)
-    dist = torch.from_numpy(box3(dist[:, 0].numpy()))
+    emboss = np.array([[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]], dtype=np.float32)
+    dist = np.clip(np.round(ndimage.correlate(dist, emboss, mode="mirror")), 0, 255)
+    dist = torch.from_numpy(box3(dist))
     m = torch.from_numpy(layer) * dist
     peak = m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
     return (m / peak)[:, None]
