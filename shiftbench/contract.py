@@ -275,8 +275,10 @@ def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
         CHECKS[check](cls, Path(cache_dir))
     except ContractError as exc:
         return CheckResult(check, "failed", str(exc))
-    except Exception:  # noqa: BLE001 - a crash is a failed check, with its traceback
-        return CheckResult(check, "failed", traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - a crash is a failed check, with its traceback
+        rule = (CHECKS[check].__doc__ or "").strip().splitlines()[0]
+        return CheckResult(check, "failed", f"crashed with {type(exc).__name__}: {exc}\n(rule: {rule})\n"
+                                            + traceback.format_exc())
     return CheckResult(check, "passed")
 
 
