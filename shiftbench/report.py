@@ -126,17 +126,20 @@ def paired_p_value(differences: np.ndarray, test: str = "ttest") -> float:
 
 def compare_with_reference(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD,
                            test: str = "ttest") -> pd.DataFrame:
-    """Per (row, group): mean paired difference to ``reference`` over matched (scenario, seed) cells and its p-value.
+    """Per (row, group): mean paired difference to ``reference`` and its p-value.
 
-    Cells are matched on dataset, model, scenario and seed; the ``avg`` group pools every matched cell."""
+    Cells are matched on dataset, model, scenario and seed; a group column is tested over its matched
+    (scenario, seed) cells, the ``avg`` column (the mean of the group columns) over (group, seed) means,
+    so that its difference is the difference of the displayed averages."""
     values = cell_values(frame, metric)
     keys = row_keys(frame)
     match = ["dataset", "model", "scenario", "seed"]
     ref = values[values["method"] == reference].groupby(match, dropna=False)["value"].mean().rename("reference")
     paired = values.join(ref, on=match, how="inner")
     paired = paired.assign(diff=paired["value"] - paired["reference"])
+    group_means = paired.groupby([*keys, "group", "seed"], dropna=False)["diff"].mean().reset_index()
     rows = []
-    for part in (paired, paired.assign(group="avg")):
+    for part in (paired, group_means.assign(group="avg")):
         for key, cells in part.groupby([*keys, "group"], dropna=False):
             rows.append({**dict(zip([*keys, "group"], key)), "delta": float(cells["diff"].mean()),
                          "p_value": paired_p_value(cells["diff"].to_numpy(), test), "n_pairs": len(cells)})
@@ -220,7 +223,7 @@ def legend(metric: str, reference: str = REFERENCE_METHOD, test: str = "ttest", 
     """One paragraph explaining the marks of :func:`marked_wide`."""
     names = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
     return (f"{metric} (%), mean ± 95% CI over seeds. ▲/▼: significantly better/worse than {reference} "
-            f"({names[test]} over matched scenario x seed cells, p < {alpha}). (oracle): hyperparameters selected "
+            f"({names[test]} over matched scenario x seed cells; avg: over scenario-group x seed means; p < {alpha}). (oracle): hyperparameters selected "
             "with target labels, not ranked. avg rank: mean rank over (dataset, model) tasks on the avg column.")
 
 

@@ -136,3 +136,17 @@ def test_cli_table_formats(tmp_path, fmt, needle):
 def test_cli_table_without_records_says_what_to_do(tmp_path, capsys):
     assert main(["table", "--store", str(tmp_path / "empty")]) == 2
     assert "run `shiftbench run` first" in capsys.readouterr().err
+
+
+def test_avg_column_is_tested_on_group_means_so_marks_agree_with_the_shown_average():
+    """A method far better on the many corruption cells but worse on the one clean group: pooling every cell
+    would call it better while its displayed average (mean over groups) is lower."""
+    frame = synthetic_frame(datasets=("digits",))
+    corrupted = frame["group"] == "id_test-c"
+    tweak = (frame["method"] == "better") & ~corrupted
+    frame.loc[tweak, "metric.acc_avg"] -= 0.2  # better by 0.06 on 6 corruption cells, worse by 0.14 on the clean one
+    long = full_leaderboard(frame)
+    avg = long[(long["group"] == "avg") & (long["method"] == "better")].iloc[0]
+    ref = long[(long["group"] == "avg") & (long["method"] == "source_only")].iloc[0]
+    assert avg["delta"] == pytest.approx(avg["mean"] - ref["mean"])
+    assert avg["delta"] < 0 and avg["n_pairs"] == 6  # 2 groups x 3 seeds
