@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,3 @@ def estimator_records() -> list[dict]:
                     "family": "estimator", "metrics": {"mae_acc": abs(est - real), "est_acc": est, "real_acc": real},
                     "provenance": {}})
     return out
-
-
-def dumps(records: list[dict]) -> str:
-    return json.dumps(records)
