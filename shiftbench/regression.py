@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError, UnknownNameError
@@ -63,8 +62,10 @@ def load_suite(name: str) -> Suite:
     """The suite ``configs/suite/<name>.yaml``; an unknown name lists the valid ones."""
     if name not in suite_names():
         raise UnknownNameError("suite", name, suite_names())
-    spec = yaml.safe_load(resources.files("shiftbench.configs").joinpath("suite", f"{name}.yaml").read_text())
-    return Suite(name=name, **spec)
+    from omegaconf import OmegaConf
+
+    text = resources.files("shiftbench.configs").joinpath("suite", f"{name}.yaml").read_text()
+    return Suite(name=name, **OmegaConf.to_container(OmegaConf.create(text)))
 
 
 def compose_config(suite: Suite, store_dir: Path, results_dir: Path) -> dict[str, Any]:
