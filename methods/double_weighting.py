@@ -14,8 +14,7 @@ Two stages, both on the given source sample (n points, labelled) and target samp
    kernel (rank r: eigenvalues above 1e-10 of the largest, which also makes near-singular kernels harmless:
    the Hessian is PSD by construction), computed once and shared by every D; the variables are
    scaled so w = (beta/n, -alpha/t); one second-order-cone programme solved by Clarabel's
-   interior-point method with its supernodal ``faer`` factorisation, suited to the dense
-   kernel Hessian (a fixed solver, no fallback chain).
+   interior-point method (a fixed solver, no fallback chain).
 
 2. **Minimax risk classifier** (MRC) with feature map phi(x, y) = e_y (x) [1?, x]:
    mean vector tau = (1/n) sum_i beta_i phi(x_i, y_i); confidence vector
@@ -117,7 +116,6 @@ def dw_kmm(factor: np.ndarray, n: int, D: float, B: float = 1000.0) -> KMMWeight
         cones.append(clarabel.SecondOrderConeT(t + 1))
     settings = clarabel.DefaultSettings()
     settings.verbose = False
-    settings.direct_solve_method = "faer"  # supernodal (BLAS-3) factorisation: the kernel Hessian is dense
     solver = clarabel.DefaultSolver(sp.csc_matrix(np.triu(P)), q, sp.vstack(A_parts, format="csc"),
                                     np.concatenate([np.asarray(v, dtype=np.float64) for v in b]), cones, settings)
     solution = solver.solve()
