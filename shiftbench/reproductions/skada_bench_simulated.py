@@ -65,7 +65,9 @@ METHODS: dict[str, tuple[list[Callable[[], Any]], dict[str, list]]] = {
     "source_only": ([], {}),
     "KMM": ([adapter("KMMReweightAdapter", B=1000.0, max_iter=1000, tol=1e-6, smooth_weights=False)],
             {"kmmreweightadapter__gamma": [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1000.0, None]}),
-    "CORAL": ([adapter("CORALAdapter", reg="auto")], {}),
+    # assume_centered as in skada-bench's solvers/CORAL.py grid (Simulated.yml keeps only reg="auto";
+    # without both centring choices the published supervised/IW figures cannot both be reached)
+    "CORAL": ([adapter("CORALAdapter", reg="auto")], {"coraladapter__assume_centered": [False, True]}),
     "Dens. RW": ([adapter("DensityReweightAdapter")],
                  {"densityreweightadapter__weight_estimator__bandwidth": [0.01, 0.1, 1.0, 10.0, 100.0, "scott",
                                                                           "silverman"]}),
