@@ -1,5 +1,5 @@
 """Batched image operators shared by the corruptions: separable filters as small matrices,
-FFT correlation, zooms, motion-blur kernels, the plasma fractal and PIL's box resampling.
+FFT correlation, zooms, motion-blur kernels and the plasma fractal.
 
 Images are float32 torch tensors (N, C, H, W); random draws come from one numpy Generator per
 image, so each image's result does not depend on the batch it is in.
@@ -191,66 +191,6 @@ def plasma_fractal(mapsize: int, decay: float, rngs: Sequence[np.random.Generato
         wibble /= decay
     maps -= maps.min(axis=(1, 2), keepdims=True)
     return torch.from_numpy(maps / maps.max(axis=(1, 2), keepdims=True)).float()
-
-
-PIL_PRECISION_BITS = 22
-
-
-@lru_cache(maxsize=64)
-def pil_box_operator(in_size: int, out_size: int) -> torch.Tensor:
-    """(out, in) fixed-point coefficients (scaled by 2**22) of Pillow's BOX resampling along one axis."""
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    op = np.zeros((out_size, in_size))
-    for xx in range(out_size):
-        centre = (xx + 0.5) * scale
-        lo = max(int(centre - support + 0.5), 0)
-        hi = min(int(centre + support + 0.5), in_size)
-        taps = (np.arange(lo, hi) - centre + 0.5) / filterscale
-        w = ((taps > -0.5) & (taps <= 0.5)).astype(np.float64)
-        if w.sum():
-            w /= w.sum()
-        op[xx, lo:hi] = np.trunc(0.5 + w * (1 << PIL_PRECISION_BITS))
-    return torch.from_numpy(op)
-
-
-def banded(op: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A resampling matrix (out, in) with few non-zeros per row as (out, taps) source indices and weights."""
-    taps = int((op != 0).sum(dim=1).max())
-    weights, index = torch.topk(op, taps, dim=1)
-    return index, weights
-
-
-def pil_box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pillow's ``resize(..., Image.BOX)`` of 8-bit images given as float levels (N, C, H, W):
-    horizontal pass, rounding to 8 bits, then vertical pass, in Pillow's fixed-point arithmetic."""
-    h, w = levels.shape[-2:]
-    x = levels.double()
-    if width != w:  # rows are gathered fastest: resample the transposed image along its rows
-        x = _fixed_point_pass(x.transpose(-1, -2).contiguous(), *banded(pil_box_operator(w, width)), dim=-2)
-        x = x.transpose(-1, -2).contiguous()
-    if height != h:
-        x = _fixed_point_pass(x, *banded(pil_box_operator(h, height)), dim=-2)
-    return x.float()
-
-
-def _fixed_point_pass(x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
-    """One resampling pass along ``dim`` with integer coefficients scaled by 2**22, rounded as Pillow does."""
-    shape = [1] * x.dim()
-    shape[dim] = index.shape[0]
-    total = torch.zeros(1, dtype=torch.float64)
-    for t in range(index.shape[1]):
-        total = total + x.index_select(dim, index[:, t]) * weights[:, t].reshape(shape)
-    half, unit = float(1 << (PIL_PRECISION_BITS - 1)), float(1 << PIL_PRECISION_BITS)
-    return torch.floor((total + half) / unit).clamp_(0, 255)
-
-
-def pil_nearest_index(in_size: int, out_size: int) -> torch.Tensor:
-    """Source index of each output pixel in Pillow's NEAREST resize (incremental double arithmetic)."""
-    scale = in_size / out_size
-    coords = np.cumsum(np.r_[0.5 * scale, np.full(out_size - 1, scale)])
-    return torch.from_numpy(np.minimum(coords.astype(np.int64), in_size - 1))
 
 
 def luma(x: torch.Tensor, weights: tuple[float, float, float] = (0.299, 0.587, 0.114)) -> torch.Tensor:

@@ -40,7 +40,8 @@ from shiftbench.errors import ShiftbenchError
 
 Corruption = Callable[[torch.Tensor, tuple, Sequence[np.random.Generator]], torch.Tensor]
 
-#: name -> function(images (N, C, H, W) in [0, 1], severity parameters, one Generator per image)
+#: name -> function(images (N, C, H, W) in [0, 1], severity parameters, one Generator per image);
+#: functions marked ``on_levels`` take and return uint8 (N, H, W, C) arrays instead
 CORRUPTIONS: dict[str, Corruption] = {
     "gaussian_noise": noise.gaussian_noise,
     "shot_noise": noise.shot_noise,
@@ -93,11 +94,13 @@ def corrupt(images: np.ndarray, name: str, severity: int, preset: str = "imagene
 def _corrupt_chunk(chunk: np.ndarray, name: str, p: tuple, seed: int) -> np.ndarray:
     """Corrupt (N, H, W, C) uint8 with one severity's parameters ``p``."""
     rngs = ImageGenerators(chunk, name, seed)
+    corruption = CORRUPTIONS[name]
+    if getattr(corruption, "on_levels", False):
+        return corruption(np.ascontiguousarray(chunk), p, rngs)
     x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float() / 255
-    y = CORRUPTIONS[name](x, p, rngs)
-    if y.dtype != torch.uint8:
-        # truncate like np.uint8(...) in the reference; the epsilon absorbs float32 rounding below an integer
-        y = torch.floor((y * 255).clamp(0, 255) + 1e-4).clamp(max=255).to(torch.uint8)
+    y = corruption(x, p, rngs)
+    # truncate like np.uint8(...) in the reference; the epsilon absorbs float32 rounding below an integer
+    y = torch.floor((y * 255).clamp(0, 255) + 1e-4).clamp(max=255).to(torch.uint8)
     return y.permute(0, 2, 3, 1).numpy()
 
 
