@@ -79,6 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.summarise:
         df = pd.read_csv(args.out / "tta.csv", keep_default_na=False)
+        sizes = df.groupby("seed").size()
+        df = df[df["seed"].isin(sizes.index[sizes == sizes.max()])]  # complete seeds only
         write_markdown(df, args.out / "tta.md", df["seed"].nunique())
         return
     cache = ArrayCache(args.cache)

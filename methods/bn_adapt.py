@@ -22,6 +22,13 @@ def batchnorm_layers(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm
     return [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def require_batch_statistics(x: torch.Tensor, method: str) -> None:
+    """Refuse, with the reason, a batch too small to have batch statistics."""
+    if x.shape[0] < 2:
+        raise ShiftbenchError(f"{method} normalises with each batch's statistics, which need at least 2 examples "
+                              f"per batch; got a batch of {x.shape[0]} (use a scenario with batch_size >= 2)")
+
+
 def use_batch_statistics(network: nn.Module, momentum: float | None = None) -> nn.Module:
     """Put every BatchNorm layer of ``network`` in test-time batch-statistics mode (in place)."""
     network.eval()
@@ -79,6 +86,8 @@ class BNAdapt(ModelAdapter):
 
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
+        if self.prior is None:
+            require_batch_statistics(x, "bn_adapt")
         if self.momentum is None:
             return self.network(x)
         self.network(x)  # update the running statistics with this batch

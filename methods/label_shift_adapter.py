@@ -39,7 +39,7 @@ from torch import nn
 from shiftbench.cache import code_version
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
-from shiftbench.methods.bn_adapt import use_batch_statistics
+from shiftbench.methods.bn_adapt import require_batch_statistics, use_batch_statistics
 from shiftbench.methods.tent import Tent
 
 PRIOR_FLOOR = 1e-3
@@ -173,6 +173,8 @@ class LabelShiftAdapter(ModelAdapter):
         self.forward = BASES[self.base](nn.Sequential(backbone, self.head), self.lr)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
+        if self.base != "none":
+            require_batch_statistics(x, f"the label shift adapter with base {self.base!r}")
         logits = self.forward(x).detach()
         self.head.update_prior(torch.softmax(logits, 1), self.momentum)
         return logits

@@ -24,6 +24,7 @@ from torch import nn
 
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
+from shiftbench.methods.bn_adapt import require_batch_statistics
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -65,6 +66,7 @@ class Tent:
         self.optimizer.load_state_dict(self._saved[1])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        require_batch_statistics(x, "Tent")
         if self.episodic:
             self.reset()
         for _ in range(self.steps):

@@ -153,6 +153,8 @@ def test_network_without_batchnorm_is_rejected():
         Tent(nn.Sequential(nn.Linear(3, 2)))
     with pytest.raises(ShiftbenchError, match="steps >= 1"):
         Tent(small_net(), steps=0)
+    with pytest.raises(ShiftbenchError, match="at least 2 examples"):
+        Tent(small_net())(torch.randn(1, 1, 6, 6))
 
 
 def test_plugin_setup_and_step_follow_tent():
