@@ -207,8 +207,9 @@ class SkadaBenchSimulated(Reproduction):
         return table
 
 
-def compare(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean target accuracy per (method, shift, scorer) next to the published figure (both in %)."""
+def compare(long: pd.DataFrame, detail: bool = False) -> pd.DataFrame:
+    """Mean target accuracy per (method, shift, scorer) next to the published figure (both in %);
+    ``detail`` adds the standard deviation over outer splits and their number."""
     ours = long.groupby(["method", "shift", "scorer"], sort=False)["target_accuracy"].agg(["mean", "std", "count"])
     rows = []
     for (method, shift, scorer), r in ours.iterrows():
@@ -218,7 +219,8 @@ def compare(long: pd.DataFrame) -> pd.DataFrame:
         rows.append({"method": method, "shift": shift, "scorer": scorer, "ours": ours_pct, "paper": paper_pct,
                      "delta": None if paper is None else round(ours_pct - paper_pct, 1),
                      "ours_std": round(100 * r["std"], 1), "n_splits": int(r["count"])})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table if detail else table.drop(columns=["ours_std", "n_splits"])
 
 
 def scorer_table(long: pd.DataFrame, shift: str) -> pd.DataFrame:
