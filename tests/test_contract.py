@@ -12,11 +12,6 @@ from shiftbench.contract import CHECKS, check_method
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter, OutputAdapter
 
-#: known contract failures of registered plugins (check -> why); strict xfail flags the day they are fixed
-KNOWN_FAILURES = {
-    ("bn_adapt", "batch_size_1"): "BatchNorm1d in batch-statistics mode raises torch's ValueError on one example",
-    ("tent", "batch_size_1"): "BatchNorm1d in batch-statistics mode raises torch's ValueError on one example",
-}
 #: plugins whose contract run takes tens of seconds on two cores (they train or solve something per run)
 SLOW = {"label_shift_adapter", "dwgcs", "mcbpe"}
 
@@ -31,11 +26,8 @@ def _params():
 def test_registered_method_passes_the_contract(name):
     results = {r.check: r for r in check_method(methods.registry.get(name))}
     assert set(results) == set(CHECKS)
-    unexpected = {c: r.message for c, r in results.items() if r.status == "failed" and (name, c) not in KNOWN_FAILURES}
-    assert not unexpected, "\n".join(f"{c}: {m}" for c, m in unexpected.items())
-    for (method, check), why in KNOWN_FAILURES.items():
-        if method == name and results[check].status != "failed":
-            pytest.fail(f"{name} now passes {check} ({why} no longer holds): remove it from KNOWN_FAILURES")
+    failed = {c: r.message for c, r in results.items() if r.status == "failed"}
+    assert not failed, "\n".join(f"{c}: {m}" for c, m in failed.items())
 
 
 # --- plugins that break one rule each: the contract must catch them ---------------------------------------
@@ -145,5 +137,8 @@ def test_cli_check_method(capsys):
     assert main(["check-method", "source_only"]) == 0
     out = capsys.readouterr().out
     assert "PASS  determinism" in out and "6/6 checks" in out
-    assert main(["check-method", "bn_adapt", "--check", "batch_size_1"]) == 1
-    assert "FAIL  batch_size_1" in capsys.readouterr().out
+    if CrashesOnOne.name not in methods.registry.names():
+        methods.registry.register(CrashesOnOne)
+    assert main(["check-method", CrashesOnOne.name, "--check", "batch_size_1"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  batch_size_1" in out and "crashed with RuntimeError: index 1 is out of bounds" in out
