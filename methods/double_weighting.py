@@ -10,11 +10,11 @@ Two stages, both on the given source sample (n points, labelled) and target samp
             || alpha - 1 ||_2 <= (1 - 1/sqrt(D)) sqrt(t).
 
    D = 1 forces alpha = 1 (plain kernel mean matching); larger D lets the test weights move
-   away from one. Solved with a scaled formulation: a truncated eigen-factor K ~ L L^T of the
-   kernel (rank r: eigenvalues above 1e-10 of the largest, which also makes near-singular kernels harmless:
-   the Hessian is PSD by construction), computed once and shared by every D; the variables are
-   scaled so w = (beta/n, -alpha/t); one second-order-cone programme solved by Clarabel's
-   interior-point method (a fixed solver, no fallback chain).
+   away from one. Solved as one second-order-cone programme by Clarabel's interior-point method
+   (a fixed solver, no fallback chain) in scaled variables w = (beta/n, -alpha/t), with the kernel
+   computed once and shared by every D and a 1e-10 ridge so that singular or rounding-indefinite
+   kernels (duplicated points) stay strictly convex. (A low-rank kernel factor did not pay: RBF
+   kernels of these data are numerically full rank and the eigendecomposition cost more than the solve.)
 
 2. **Minimax risk classifier** (MRC) with feature map phi(x, y) = e_y (x) [1?, x]:
    mean vector tau = (1/n) sum_i beta_i phi(x_i, y_i); confidence vector
@@ -60,15 +60,10 @@ def knn_bandwidth(X: np.ndarray, k: int = 50) -> float:
     return sigma
 
 
-def rbf_factor(X: np.ndarray, sigma: float, tol: float = 1e-10) -> np.ndarray:
-    """Low-rank factor L (N, r) with K ~ L L^T for the RBF kernel: eigenvectors of K scaled by the
-    square roots of the eigenvalues above ``tol`` times the largest (so rank-deficient or
-    near-singular kernels give a thin, exactly PSD factor)."""
+def rbf_kernel(X: np.ndarray, sigma: float) -> np.ndarray:
+    """RBF kernel matrix exp(-||x - x'||^2 / (2 sigma^2)) of the rows of X."""
     sq = np.einsum("ij,ij->i", X, X)
-    K = np.exp(-np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0) / (2 * sigma**2))
-    values, vectors = np.linalg.eigh(K)
-    keep = values > tol * values[-1]
-    return np.ascontiguousarray(vectors[:, keep] * np.sqrt(values[keep]))
+    return np.exp(-np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0) / (2 * sigma**2))
 
 
 @dataclass
@@ -80,28 +75,29 @@ class KMMWeights:
     objective: float
 
 
-def dw_kmm(factor: np.ndarray, n: int, D: float, B: float = 1000.0) -> KMMWeights:
-    """Solve DW-KMM for source rows ``factor[:n]`` and target rows ``factor[n:]`` of a kernel factor.
+def dw_kmm(kernel: np.ndarray, n: int, D: float, B: float = 1000.0, ridge: float = 1e-10) -> KMMWeights:
+    """Solve DW-KMM for a kernel matrix whose first ``n`` rows are source points, the rest target.
 
-    Scaled variables x = [beta, alpha] with w = (beta/n, -alpha/t); objective w^T L L^T w, whose
-    Hessian is exactly positive semidefinite however ill-conditioned the kernel. With D = 1 alpha is
-    fixed to one and eliminated (a linear term). One interior-point solve (Clarabel), no fallbacks.
+    Scaled variables x = [beta, alpha] with w = (beta/n, -alpha/t); objective w^T (K + ridge I) w
+    (the ridge keeps a singular or rounding-indefinite kernel strictly convex; its effect on the
+    objective is below ridge * ||w||^2). With D = 1 alpha is fixed to one and eliminated (a linear
+    term). One interior-point solve (Clarabel), no fallbacks.
     """
     import clarabel
 
     if D < 1:
         raise ShiftbenchError(f"D must be >= 1 (D = 1 is kernel mean matching); got {D}")
-    t = len(factor) - n
+    t = len(kernel) - n
     fixed_alpha = D == 1.0
     scale = np.concatenate([np.full(n, 1 / n), np.full(t, -1 / t)])
-    G = factor * scale[:, None]
+    H = (kernel + ridge * np.eye(len(kernel))) * np.outer(scale, scale)
     if fixed_alpha:
-        m, target_mean = n, G[n:].sum(0)
-        P, q, const = 2 * G[:n] @ G[:n].T, 2 * G[:n] @ target_mean, float(target_mean @ target_mean)
+        m = n
+        P, q, const = 2 * H[:n, :n], 2 * H[:n, n:].sum(1), float(H[n:, n:].sum())
         upper, mean_row, mean_offset = np.full(n, B / np.sqrt(D)), np.full(n, 1 / n), 1.0
     else:
         m = n + t
-        P, q, const = 2 * G @ G.T, np.zeros(m), 0.0
+        P, q, const = 2 * H, np.zeros(m), 0.0
         upper, mean_row, mean_offset = np.concatenate([np.full(n, B / np.sqrt(D)), np.ones(t)]), scale, 0.0
     eps = 1 - 1 / np.sqrt(n)
     eye = sp.identity(m, format="csc")
@@ -276,13 +272,11 @@ class DoubleWeighting:
         self.n_classes_ = int(y.max()) + 1
         X = np.vstack([Xs, Xt])
         self.sigma_ = float(self.sigma) if self.sigma is not None else knn_bandwidth(X)
-        self.factor_rank_ = 0
-        factor = rbf_factor(X, self.sigma_)
-        self.factor_rank_ = factor.shape[1]
+        kernel = rbf_kernel(X, self.sigma_)
         Fs, self.F_target_ = self._features(Xs), self._features(Xt)
         onehot = np.eye(self.n_classes_)[y]
         grid = D_GRID if self.D == "auto" else (float(self.D),)
-        fits = [self._fit_one(D, factor, len(Xs), Fs, onehot) for D in grid]
+        fits = [self._fit_one(D, kernel, len(Xs), Fs, onehot) for D in grid]
         self.risks_ = {f.D: f.risk for f in fits}
         best = min(fits, key=lambda f: f.risk)
         self.D_, self.beta_, self.alpha_ = best.D, best.weights.beta, best.weights.alpha
@@ -290,8 +284,8 @@ class DoubleWeighting:
         self._target_fingerprint = _fingerprint(Xt)
         return self
 
-    def _fit_one(self, D: float, factor: np.ndarray, n: int, Fs: np.ndarray, onehot: np.ndarray) -> _Fit:
-        weights = dw_kmm(factor, n, D, self.B)
+    def _fit_one(self, D: float, kernel: np.ndarray, n: int, Fs: np.ndarray, onehot: np.ndarray) -> _Fit:
+        weights = dw_kmm(kernel, n, D, self.B)
         tau = ((onehot * weights.beta[:, None]).T @ Fs / n).ravel()
         S = class_score_matrix(self.F_target_, weights.alpha, self.n_classes_)
         lam = confidence_vector(S, tau, self.n_classes_)

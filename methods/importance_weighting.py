@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.families import DomainAdapter
 from shiftbench.methods._density_ratio import density_ratios
-from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_factor, source_subset, standardise
+from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel, source_subset, standardise
 
 
 def class_columns(probs: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -73,7 +73,7 @@ class KMMImportanceWeighting(ImportanceWeighting):
         # KMM on a seeded subset of at most max_source rows; the other rows get weight 0
         idx = source_subset(len(Xs), self.max_source, self.seed)
         X = np.vstack([Xs[idx], Xt])
-        beta = dw_kmm(rbf_factor(X, knn_bandwidth(X)), len(idx), 1.0).beta
+        beta = dw_kmm(rbf_kernel(X, knn_bandwidth(X)), len(idx), 1.0).beta
         weights = np.zeros(len(Xs))
         weights[idx] = beta
         return weights

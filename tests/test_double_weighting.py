@@ -30,13 +30,16 @@ def dwkmm_objective(K: np.ndarray, beta: np.ndarray, alpha: np.ndarray) -> float
     return float(w @ K @ w)
 
 
-def test_factor_reproduces_kernel_and_stops_on_duplicates():
-    Xs, _, Xt = shifted_sample()
-    X = np.vstack([Xs, Xs[:10], Xt])  # duplicated rows make K singular
-    K = exact_kernel(X, 1.3)
-    L = dw.rbf_factor(X, 1.3)
-    assert L.shape[1] <= len(X) - 10
-    np.testing.assert_allclose(L @ L.T, K, atol=1e-6)
+def test_singular_kernel_from_duplicated_points_still_solves():
+    Xs, ys, Xt = shifted_sample()
+    Xs2, ys2 = np.vstack([Xs, Xs[:10]]), np.r_[ys, ys[:10]]  # duplicated rows make K singular
+    K = dw.rbf_kernel(np.vstack([Xs2, Xt]), 1.3)
+    np.testing.assert_allclose(K, exact_kernel(np.vstack([Xs2, Xt]), 1.3), atol=1e-12)
+    assert np.linalg.matrix_rank(K) < len(K)
+    weights = dw.dw_kmm(K, len(Xs2), 4.0)
+    assert weights.objective >= -1e-9
+    model = dw.DoubleWeighting(D=4.0, sigma=1.3).fit(Xs2, ys2, Xt)
+    assert model.predict_proba(Xt).shape == (len(Xt), 2)
 
 
 def test_d_one_is_kernel_mean_matching_with_unit_test_weights():
@@ -45,7 +48,7 @@ def test_d_one_is_kernel_mean_matching_with_unit_test_weights():
     n, t = len(Xs), len(Xt)
     X = np.vstack([Xs, Xt])
     sigma = dw.knn_bandwidth(X)
-    weights = dw.dw_kmm(dw.rbf_factor(X, sigma), n, 1.0)
+    weights = dw.dw_kmm(dw.rbf_kernel(X, sigma), n, 1.0)
     np.testing.assert_array_equal(weights.alpha, np.ones(t))
     # plain KMM (alpha = 1) written directly on the exact kernel
     K = exact_kernel(X, sigma)
@@ -64,7 +67,7 @@ def test_dwkmm_matches_direct_cvxpy_programme_and_its_constraints():
     n, t, D = len(Xs), len(Xt), 4.0
     X = np.vstack([Xs, Xt])
     sigma = dw.knn_bandwidth(X)
-    ours = dw.dw_kmm(dw.rbf_factor(X, sigma), n, D)
+    ours = dw.dw_kmm(dw.rbf_kernel(X, sigma), n, D)
     K = exact_kernel(X, sigma)
     beta, alpha = cp.Variable(n), cp.Variable(t)
     cons = [beta >= 0, beta <= 1000 / np.sqrt(D), alpha >= 0, alpha <= 1,
@@ -81,7 +84,7 @@ def test_larger_d_relaxes_the_test_weights():
     # B / sqrt(D) stays inactive on this grid, so the feasible sets grow with D
     Xs, _, Xt = shifted_sample(seed=5)
     X = np.vstack([Xs, Xt])
-    L = dw.rbf_factor(X, dw.knn_bandwidth(X))
+    L = dw.rbf_kernel(X, dw.knn_bandwidth(X))
     fits = [dw.dw_kmm(L, len(Xs), D) for D in dw.D_GRID]
     objectives = np.array([f.objective for f in fits])
     deviations = np.array([np.linalg.norm(f.alpha - 1) for f in fits])

@@ -12,7 +12,7 @@ from shiftbench.datasets.biased_sampling import biased_split
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.methods import load as load_method
-from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_factor, standardise
+from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel, standardise
 from shiftbench.models import build_model
 from shiftbench.scenarios import Scenario
 
@@ -44,7 +44,7 @@ def test_kmm_iw_weights_are_the_d_equals_one_programme():
     adapter = load_method("kmm_iw").fit(Xs, ys, Xt)
     Zs, Zt = standardise(Xs, Xt)
     X = np.vstack([Zs, Zt])
-    np.testing.assert_allclose(adapter.weights_, dw_kmm(rbf_factor(X, knn_bandwidth(X)), len(Zs), 1.0).beta, atol=1e-9)
+    np.testing.assert_allclose(adapter.weights_, dw_kmm(rbf_kernel(X, knn_bandwidth(X)), len(Zs), 1.0).beta, atol=1e-9)
 
 
 def test_dwgcs_plugin_is_transductive():
