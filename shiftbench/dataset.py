@@ -108,7 +108,11 @@ class Split:
     def unlabelled(self) -> UnlabelledSplit:
         """The label-free view handed to methods and unsupervised scorers."""
         meta = self.metadata.drop(columns=[c for c in ("y", "label") if c in self.metadata], errors="ignore")
-        return UnlabelledSplit(self.name, len(self), self.inputs, meta, self.fingerprint)
+        # hand over the inputs alone, not a bound method of this split (which would reach self.y)
+        x, load = self.x, self.load_inputs
+        inputs = load if x is None else x.__getitem__
+        return UnlabelledSplit(self.name, len(self), lambda index: inputs(_as_index(index, len(meta))), meta,
+                               self.fingerprint)
 
 
 def _as_index(index: np.ndarray | slice | None, n: int) -> np.ndarray | slice:

@@ -145,6 +145,8 @@ def test_methods_never_receive_target_labels(tmp_path, cache_dir):
     target = seen["target"]
     assert not hasattr(target, "y")
     assert "y" not in target.metadata.columns
+    closure = [c.cell_contents for c in target._inputs.__closure__ or ()]
+    assert not any(hasattr(getattr(obj, "__self__", obj), "y") for obj in closure), "inputs must not reach the split"
 
 
 @pytest.mark.parametrize("field, value, kind", [
