@@ -169,11 +169,12 @@ def clipped_zoom(x: torch.Tensor, factor: float, centre_trim: bool, trim: bool =
 def plasma_fractal(mapsize: int, decay: float, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
     """Diamond-square height maps (N, mapsize, mapsize) in [0, 1], one per generator (the ImageNet-C fog)."""
     n = len(rngs)
-    maps = np.zeros((n, mapsize, mapsize), dtype=np.float64)
+    maps = np.zeros((n, mapsize, mapsize), dtype=np.float32)
     step, wibble = mapsize, 100.0
 
     def wibbled_mean(total: np.ndarray) -> np.ndarray:
-        return total / 4 + wibble * wibble * np.stack([r.uniform(-1, 1, total.shape[1:]) for r in rngs])
+        uniform = np.stack([r.random(total.shape[1:], dtype=np.float32) for r in rngs]) * 2 - 1
+        return total / 4 + np.float32(wibble * wibble) * uniform
 
     while step >= 2:
         half = step // 2
@@ -190,7 +191,7 @@ def plasma_fractal(mapsize: int, decay: float, rngs: Sequence[np.random.Generato
         step //= 2
         wibble /= decay
     maps -= maps.min(axis=(1, 2), keepdims=True)
-    return torch.from_numpy(maps / maps.max(axis=(1, 2), keepdims=True)).float()
+    return torch.from_numpy(maps / maps.max(axis=(1, 2), keepdims=True))
 
 
 def luma(x: torch.Tensor, weights: tuple[float, float, float] = (0.299, 0.587, 0.114)) -> torch.Tensor:
