@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from shiftbench.cache import atomic_write_text
+from shiftbench.cache import atomic_write_bytes, atomic_write_text
 
 ROW_KEYS = ["dataset", "model", "method", "hparams"]
 
@@ -27,13 +27,7 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]
 
 def per_seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Metric averaged over the scenarios of each group, per (row keys, group, seed); plus an ``avg`` group."""
-    ok = frame[frame["status"] == "ok"]
-    col = f"metric.{metric}"
-    if col not in ok:
-        return pd.DataFrame(columns=[*ROW_KEYS, "group", "seed", "value"])
-    by_group = ok.groupby([*ROW_KEYS, "group", "seed"], dropna=False)[col].mean().rename("value").reset_index()
-    overall = by_group.groupby([*ROW_KEYS, "seed"], dropna=False)["value"].mean().reset_index().assign(group="avg")
-    return pd.concat([by_group, overall], ignore_index=True)
+    return seed_scores(frame, metric, ROW_KEYS)
 
 
 def leaderboard(frame: pd.DataFrame, metric: str = "acc_avg") -> pd.DataFrame:
@@ -72,6 +66,12 @@ def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_av
     atomic_write_text(paths["leaderboard"], long.to_csv(index=False))
     atomic_write_text(paths["markdown"], f"# Leaderboard ({metric}, %, mean ± 95% CI over seeds)\n\n"
                       + to_markdown(wide(long)) + "\n")
+    from shiftbench.plots import accuracy_vs_severity, png_bytes
+
+    figure = accuracy_vs_severity(frame, metric) if not frame.empty else None
+    if figure is not None:
+        paths["severity_plot"] = out / f"{metric}_vs_severity.png"
+        atomic_write_bytes(paths["severity_plot"], png_bytes(figure))
     return paths
 
 
