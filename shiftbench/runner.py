@@ -108,6 +108,8 @@ def scenario_group(s: Scenario) -> str:
         base = s.target
     if s.label_shift is not None:
         base += f"+labelshift{s.label_shift:g}"
+    if s.long_tail is not None:
+        base += f"+longtail-{s.long_tail}{s.imbalance_ratio:g}"
     if s.order != "iid":
         base += f"+{s.order}"
     return base

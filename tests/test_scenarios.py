@@ -59,3 +59,16 @@ def test_bad_scenarios_are_explained():
         expand_scenarios([{"targett": "test"}])
     with pytest.raises(ShiftbenchError, match="severity"):
         Scenario(corruption="gaussian_noise")
+
+
+def test_leaderboard_groups_separate_shift_kinds():
+    from shiftbench.runner import scenario_group
+
+    groups = {scenario_group(s) for s in expand_scenarios([
+        {"target": "id_test", "corruption": ["a", "b"], "severity": [1, 5]},
+        {"target": "id_test", "label_shift": [0.1, 1.0]},
+        {"target": "id_test", "long_tail": ["forward", "backward"]},
+        {"target": "test", "order": "class_sorted"},
+    ])}
+    assert groups == {"id_test-c", "id_test+labelshift0.1", "id_test+labelshift1", "id_test+longtail-forward100",
+                      "id_test+longtail-backward100", "test+class_sorted"}
