@@ -102,6 +102,10 @@ PAPER: dict[tuple[str, str, str], float] = {
 }
 
 
+#: (method, shift) cells left out of the table, with the reason
+SKIPPED = {("KMM", "subspace"): "KMM's QP on ~1900 points per domain: ~1 CPU-minute per fit, ~20 CPU-hours for the cell"}
+
+
 class SkadaPipeline:
     """A skada pipeline ``steps -> SVC`` behind shiftbench's estimator protocol
     (``fit(Xs, ys, Xt)``, ``predict_proba(X, domain)``, ``predict``, ``features``)."""
@@ -203,7 +207,8 @@ class SkadaBenchSimulated(Reproduction):
         n_states, n_outer, n_inner, scale = (1, 2, 2, 0.25) if quick else (5, 5, 5, 1.0)
         jobs = [(shift, r) for shift in SHIFT_SETTINGS for r in range(n_states)]
         parts = Parallel(n_jobs=1 if quick else -1)(
-            delayed(run_shift)(shift, methods, scorers, range(r, r + 1), n_outer, n_inner, scale) for shift, r in jobs)
+            delayed(run_shift)(shift, [m for m in methods if (m, shift) not in SKIPPED], scorers, range(r, r + 1),
+                               n_outer, n_inner, scale) for shift, r in jobs)
         long = pd.concat(parts, ignore_index=True)
         table = compare(long)
         output_dir = Path(output_dir)
