@@ -25,7 +25,7 @@ import pandas as pd
 
 from shiftbench import datasets, methods
 from shiftbench.cache import ArrayCache, default_cache_dir
-from shiftbench.cross_scenario import select_across_scenarios
+from shiftbench.selection import cross_scenario_selection
 from shiftbench.families import Task, Truth
 from shiftbench.models import build_model
 from shiftbench.scenarios import Scenario
@@ -132,10 +132,11 @@ def write_markdown(df: pd.DataFrame, path: Path, seeds: int) -> None:
     grid = df[(df["dataset"] == "digits") & ~df["corruption"].str.contains(r"\+")]
     sel = []
     for order in ("iid", "class_sorted"):
-        part = grid[grid["order"] == order].assign(scenario=grid["corruption"])
-        picked = select_across_scenarios(part, VALIDATION)
+        part = grid[grid["order"] == order].assign(scenario=grid["corruption"]).rename(columns={"acc_avg": "metric.acc_avg"})
+        picked = cross_scenario_selection(part, "acc_avg", VALIDATION)
         sel.append(picked.assign(order=order))
-    selection = pd.concat(sel)[["order", "method", "hparams", "validation_acc_avg", "heldout_acc_avg"]]
+    selection = pd.concat(sel)[["order", "method", "selected_hparams", "validation", "heldout"]].rename(
+        columns={"selected_hparams": "hparams", "validation": "validation_acc_avg", "heldout": "heldout_acc_avg"})
     lt = df[df["dataset"] == "digits_lt"].assign(
         variant=lambda d: [m if m != "label_shift_adapter" else f"{json.loads(h)['base']} + adapter"
                            for m, h in zip(d["method"], d["hparams"])])
