@@ -72,6 +72,10 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     if what in (None, "methods"):
         show("methods", methods.registry.scan_all(),
              lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}")
+    if what in (None, "scorers"):
+        from shiftbench.scorers import SCORERS
+
+        show("scorers", SCORERS, lambda c: f"{'[oracle: uses target labels] ' if c.needs_target_labels else ''}{describe(c)}")
     if what in (None, "experiments", "suites"):
         from importlib import resources
 
@@ -181,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=[source_only,bn_adapt] seed=0,1,2")
     run.set_defaults(func=cmd_run)
 
-    lst = sub.add_parser("list", help="datasets, models, methods (with grids), experiments, suites")
-    lst.add_argument("what", nargs="?", choices=["datasets", "models", "methods", "experiments", "suites"])
+    lst = sub.add_parser("list", help="datasets, models, methods (with grids), scorers, experiments, suites")
+    lst.add_argument("what", nargs="?", choices=["datasets", "models", "methods", "scorers", "experiments", "suites"])
     lst.set_defaults(func=cmd_list)
 
     data = sub.add_parser("data", help="download a dataset or show its splits")

@@ -46,6 +46,14 @@ def test_list_shows_plugins_with_grids(capsys):
     assert "bn_adapt" in out and "[tta]" in out and '"momentum"' in out
 
 
+def test_list_shows_scorers_and_marks_the_oracle(capsys):
+    assert main(["list", "scorers"]) == 0
+    out = capsys.readouterr().out
+    assert "snd" in out and "mixval" in out
+    oracle_lines = [line for line in out.splitlines() if "oracle: uses target labels" in line]
+    assert len(oracle_lines) == 1 and "oracle" in oracle_lines[0].split()[0]
+
+
 def test_unknown_dataset_in_data_info_is_a_clear_error(capsys):
     assert main(["data", "info", "no_such_dataset"]) == 2
     assert "valid datasets:" in capsys.readouterr().err
