@@ -1,5 +1,8 @@
 """Dataset adapters, one module per dataset (``shiftbench.datasets.<name>``), discovered by name.
 
+Any image dataset ``<base>`` is also available as ``<base>-c``, corrupted on the fly
+(:mod:`shiftbench.datasets.corrupted`), unless a pre-generated adapter has that name (``cifar10-c``).
+
 ``load(name, **options)`` returns a :class:`shiftbench.dataset.Dataset`; installed packages add
 adapters through the ``shiftbench.datasets`` entry-point group.
 """
@@ -11,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from shiftbench.dataset import Dataset, Grouper, Split, UnlabelledSplit
+from shiftbench.errors import UnknownNameError
 from shiftbench.plugins import PluginRegistry
 
 registry = PluginRegistry("dataset", __name__, "shiftbench.datasets", Dataset)
@@ -25,7 +29,16 @@ def load(name: str, **options: Any) -> Dataset:
 
 @lru_cache(maxsize=8)
 def _load_cached(name: str, options_json: str) -> Dataset:
-    return registry.get(name)(**json.loads(options_json))
+    options = json.loads(options_json)
+    try:
+        cls = registry.get(name)
+    except UnknownNameError:
+        if not name.endswith("-c"):
+            raise
+        base = name[:-2]
+        registry.get(base)  # an unknown base fails here, listing the valid names
+        cls, options = registry.get("corrupted"), {"base": base, **options}
+    return cls(**options)
 
 
 def names() -> list[str]:

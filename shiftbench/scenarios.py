@@ -133,7 +133,7 @@ class Scenario:
         return dirichlet_order(y, self.order_alpha, self.batch_size, rng)
 
 
-def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCache) -> Split:
+def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCache, preset: str = "imagenet") -> Split:
     """``split`` with every image corrupted (seed 0, so the domain is a fixed dataset); cached on disk.
 
     Images smaller than the corruptions' 32x32 minimum (MNIST's 28x28) are zero-padded to 32x32,
@@ -142,9 +142,11 @@ def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCa
 
     def compute() -> dict[str, np.ndarray]:
         padded, (rows, cols) = pad_to_min_size(np.asarray(split.inputs()))
-        return {"x": np.ascontiguousarray(corrupt(padded, corruption, severity)[:, rows, cols])}
+        return {"x": np.ascontiguousarray(corrupt(padded, corruption, severity, preset=preset)[:, rows, cols])}
 
     key = {"split": split.fingerprint, "corruption": corruption, "severity": severity, "code": code_fingerprint()}
+    if preset != "imagenet":  # keeps the keys of existing imagenet-preset caches
+        key["preset"] = preset
     arrays = cache.get_or_compute("corrupted", key, compute)
     meta = split.metadata.assign(corruption=corruption, severity=severity)
     return Split(split.name, split.y, meta, x=arrays["x"], fingerprint=stable_hash(key))

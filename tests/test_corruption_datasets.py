@@ -11,7 +11,7 @@ from shiftbench.cache import ArrayCache
 from shiftbench.dataset import Split
 from shiftbench.datasets.cifar_c import Cifar100C, CifarC
 from shiftbench.datasets.imagenet_c import ImageNetC, TinyImageNetC
-from shiftbench.errors import MissingDataError
+from shiftbench.errors import MissingDataError, ShiftbenchError
 from shiftbench.scenarios import corrupted_split
 
 
@@ -102,3 +102,23 @@ def test_corrupted_split_pads_mnist_sized_images_and_crops_back(tmp_path):
     again = corrupted_split(split, "gaussian_noise", 4, cache)
     np.testing.assert_array_equal(again.x, out.x)
     assert cache.hits == 1
+
+
+def test_any_image_dataset_as_base_c_corrupts_on_the_fly(tmp_path):
+    from shiftbench import datasets
+    from shiftbench.datasets.corruptions import corrupt, pad_to_min_size
+
+    ds = datasets.load("digits-c", corruptions=["contrast", "gaussian_noise"], severities=[2],
+                       base_options={"n_train": 500, "n_val": 200, "n_test": 200}, cache_dir=str(tmp_path))
+    assert {"train", "id_test", "contrast/2", "gaussian_noise/2"} <= set(ds.splits)
+    assert not list(tmp_path.rglob("*.npz"))  # nothing corrupted before it is used
+    split = ds.split("contrast/2")
+    clean = ds.split("id_test").inputs()
+    padded, (rows, cols) = pad_to_min_size(clean)
+    assert np.array_equal(split.inputs(), corrupt(padded, "contrast", 2)[:, rows, cols])
+    assert np.array_equal(split.y, ds.split("id_test").y)
+    assert set(split.metadata["corruption"]) == {"contrast"} and len(list(tmp_path.rglob("*.npz"))) == 1
+    with pytest.raises(ShiftbenchError, match="valid corruptions"):
+        datasets.load("digits-c", corruptions=["fisheye"])
+    with pytest.raises(ShiftbenchError, match="valid datasets"):
+        datasets.load("nosuchdata-c")

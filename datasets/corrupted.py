@@ -1,0 +1,72 @@
+"""``<base>-c``: any image dataset with one of its splits corrupted on the fly, ImageNet-C style.
+
+``shiftbench.datasets.load("digits-c")`` (or ``load("corrupted", base="digits")``) keeps the
+base dataset's splits and adds one split per corruption x severity, named ``"<corruption>/<severity>"``
+like the pre-generated CIFAR-10-C / ImageNet-C adapters. Corrupted splits are computed the first
+time they are used and cached on disk (``SHIFTBENCH_CACHE_DIR``), so only the ones a run touches
+are ever generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Sequence
+
+from shiftbench.cache import ArrayCache, stable_hash
+from shiftbench.dataset import Dataset, Split
+from shiftbench.errors import ShiftbenchError
+
+
+class LazySplits(Mapping):
+    """Splits that are built on first access (by ``build(name)``) and kept."""
+
+    def __init__(self, ready: dict[str, Split], pending: dict[str, Callable[[], Split]]):
+        self._ready, self._pending = dict(ready), dict(pending)
+
+    def __getitem__(self, name: str) -> Split:
+        if name not in self._ready:
+            self._ready[name] = self._pending.pop(name)()
+        return self._ready[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._ready
+        yield from self._pending
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._pending)
+
+
+class Corrupted(Dataset):
+    """Any image dataset ``<base>-c``: its ``split`` under every corruption x severity, on the fly and cached."""
+
+    name = "corrupted"
+    input_kind = "image"
+
+    def __init__(self, base: str = "digits", split: str = "id_test", corruptions: Sequence[str] | None = None,
+                 severities: Sequence[int] = (1, 2, 3, 4, 5), preset: str = "imagenet",
+                 base_options: dict[str, Any] | None = None, cache_dir: str | None = None):
+        from shiftbench import datasets
+        from shiftbench.datasets.corruptions import CORRUPTIONS, code_fingerprint
+        from shiftbench.scenarios import corrupted_split
+
+        super().__init__(base=base, split=split, corruptions=corruptions, severities=list(severities), preset=preset,
+                         base_options=base_options)
+        source = datasets.load(base, **(base_options or {}))
+        if source.input_kind != "image":
+            raise ShiftbenchError(f"{base}-c needs an image dataset; {base!r} has {source.input_kind!r} inputs")
+        names = list(corruptions) if corruptions else list(CORRUPTIONS)
+        unknown = sorted(set(names) - set(CORRUPTIONS))
+        if unknown:
+            raise ShiftbenchError(f"unknown corruptions {unknown}; valid corruptions: {', '.join(CORRUPTIONS)}")
+        clean = source.split(split)
+        cache = ArrayCache(cache_dir)
+        pending = {f"{c}/{s}": (lambda c=c, s=s: corrupted_split(clean, c, int(s), cache, preset))
+                   for c in names for s in severities}
+        self.n_classes, self.grouper, self.class_names = source.n_classes, source.grouper, source.class_names
+        self.splits = LazySplits(source.splits, pending)
+        self._fingerprint = stable_hash({"base": source.fingerprint, "split": split, "corrupted": sorted(pending),
+                                         "preset": preset, "code": code_fingerprint()})
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
