@@ -97,7 +97,11 @@ def cell_sizes(cfg: dict[str, Any]) -> dict[str, int]:
 
 
 def cell_table(frame: pd.DataFrame, metric: str, sizes: dict[str, int], commit: str) -> pd.DataFrame:
-    """One row per cell of a records frame: key columns, ``value`` (NaN unless ok), ``n``, ``commit``."""
+    """One row per cell of a records frame: key columns, ``value`` (NaN unless ok), ``n``, ``commit``.
+
+    Cells recorded as not applicable (BN-adapt on a network without BatchNorm) have no value to
+    guard and are left out."""
+    frame = frame[frame["status"] != "not_applicable"]
     col = f"metric.{metric}"
     values = frame[col].where(frame["status"] == "ok") if col in frame else pd.Series(np.nan, index=frame.index)
     table = frame[KEY_COLUMNS[:-1]].assign(metric=metric, value=values, n=frame["scenario"].map(sizes), commit=commit)

@@ -103,3 +103,13 @@ def test_regress_passes_on_the_committed_baseline_and_fails_on_a_moved_cell(tmp_
     updated = tmp_path / "updated.csv"
     assert main(["regress", "--suite", "smoke", "--store", str(store), "--baseline", str(updated), "--update"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(updated)[KEY_COLUMNS], pd.read_csv(BASELINE)[KEY_COLUMNS])
+
+
+def test_not_applicable_cells_are_not_guarded_and_failed_ones_have_no_value():
+    rows = [{"key": k, "status": st, "dataset": "digits", "model": "m", "method": "bn_adapt", "hparams": "{}",
+             "scenario": "test:bs64", "seed": 0, "metric.acc_avg": v}
+            for k, st, v in [("a", "ok", 0.9), ("b", "not_applicable", np.nan), ("c", "failed", np.nan)]]
+    frame = pd.DataFrame(rows)
+    frame.loc[1, "model"], frame.loc[2, "seed"] = "no_bn", 1
+    table = regression.cell_table(frame, "acc_avg", {"test:bs64": 100}, "abc")
+    assert list(table["model"]) == ["m", "m"] and table["value"].isna().tolist() == [False, True]
