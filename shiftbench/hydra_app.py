@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from shiftbench.report import leaderboard, to_markdown, wide, write_tables
+from shiftbench.report import write_tables
 from shiftbench.runner import Runner, RunSettings, expand_cells
 from shiftbench.store import RecordStore, records_frame
 from shiftbench.sweep_estimate import describe_estimate
@@ -54,9 +54,8 @@ def publish(frame, cfg: dict[str, Any]) -> None:
         print(f"FAILED {row['method']} {row['hparams']} on {row['scenario']} ({row['model']}, seed {row['seed']}): "
               f"see record {row['key']} in {cfg['store_dir']}", file=sys.stderr)
     paths = write_tables(frame, cfg["results_dir"], cfg["metric"])
-    print(f"\n{cfg['metric']} (%), mean ± 95% CI over seeds\n")
-    print(to_markdown(wide(leaderboard(frame, cfg["metric"]))))
-    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    print("\n" + paths["markdown"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 def task(cfg: DictConfig) -> None:
