@@ -2,13 +2,14 @@
 package (one image per call), per corruption, at 32x32 and 224x224.
 
     python benchmarks/bench_corruptions.py [--batch 256] [--sizes 32 224] [--severity 3]
-        [--ref-images 32] [--corruptions gaussian_noise fog ...]
+        [--ref-images N] [--repeat 3] [--corruptions gaussian_noise fog ...]
 
 Ours corrupts one batch of ``--batch`` images per call (after one warm-up call, which also
-compiles the JIT parts); the reference is timed on the first ``--ref-images`` of the same images,
-one call each. Both are reported as images per CPU-second (process time, all threads, best of three runs);
-the ratio is ours / reference. The overall
-figures are the ratio of total times over all corruptions and the geometric mean of the ratios.
+compiles the JIT parts); the reference corrupts the same images (or the first ``--ref-images`` of
+them), one call each: some corruptions' cost depends on the content (JPEG, spatter), so both sides
+see the same pictures. Both are reported as images per CPU-second (process time, all threads, best
+of ``--repeat`` runs); the ratio is ours / reference. The overall figures are the ratio of total
+times over all corruptions and the geometric mean of the ratios.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def natural_images(n: int, size: int, seed: int = 0) -> np.ndarray:
         top, left = int(rng.integers(0, photo.shape[1] - side)), int(rng.integers(0, photo.shape[2] - side))
         crop = photo[:, top:top + side, left:left + side][None]
         out.append(torch.nn.functional.interpolate(crop, size=(size, size), mode="area")[0])
-    return torch.stack(out).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(torch.stack(out).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
 
 
 def throughput(fn, n_images: int, repeat: int = 3) -> float:
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
     parser.add_argument("--severity", type=int, default=3)
-    parser.add_argument("--ref-images", type=int, default=32)
+    parser.add_argument("--ref-images", type=int, default=None, help="reference on the first N images only (default: all)")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for ours (the reference is single-threaded)")
     parser.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS), choices=list(CORRUPTIONS))
     args = parser.parse_args()
@@ -63,16 +65,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from imagecorruptions import corrupt as reference
 
-    print(f"torch threads: {torch.get_num_threads()}; batch {args.batch}; reference on {args.ref_images} images; severity {args.severity}")
+    print(f"torch threads: {torch.get_num_threads()}; batch {args.batch}; reference on {args.ref_images or args.batch} images; "
+          f"severity {args.severity}; best of {args.repeat}")
     for size in args.sizes:
         images = natural_images(args.batch, size)
         rows, ours_total, ref_total = [], 0.0, 0.0
         for name in args.corruptions:
             corrupt(images[:8], name, args.severity)  # warm-up (JIT compilation, cached tables)
-            ours = throughput(lambda: corrupt(images, name, args.severity), len(images))
+            ours = throughput(lambda: corrupt(images, name, args.severity), len(images), args.repeat)
             ref_imgs = images[: args.ref_images]
             reference(ref_imgs[0], args.severity, name)
-            ref = throughput(lambda: [reference(im, args.severity, name) for im in ref_imgs], len(ref_imgs))
+            ref = throughput(lambda: [reference(im, args.severity, name) for im in ref_imgs], len(ref_imgs), args.repeat)
             rows.append((name, ours, ref, ours / ref))
             ours_total += 1 / ours
             ref_total += 1 / ref

@@ -70,6 +70,7 @@ def motion_blur(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
 def zoom_blur(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Average of the image and its centre zoomed by each factor."""
     factors, centre_trim = p
+    x = x.contiguous(memory_format=torch.channels_last)  # torch's bilinear resize is 1.5x faster on it
     total = x.clone()
     for factor in factors:
         total += ops.clipped_zoom(x, float(factor), centre_trim)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
+import numba
 import numpy as np
 import torch
 from scipy.special import pdtr
 
+from shiftbench.datasets import _corruption_ops as ops
 from shiftbench.datasets._corruption_ops import draw
 
 Rngs = Sequence[np.random.Generator]
@@ -21,21 +23,32 @@ Rngs = Sequence[np.random.Generator]
 def gaussian_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Add N(0, scale^2) noise to every pixel and channel."""
     (scale,) = p
-    return x + scale * draw(rngs, lambda r: r.standard_normal(x.shape[1:], dtype=np.float32))
+    return x + ops.draw_normal(rngs, x.shape[1:], std=scale)
 
 
 def speckle_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Multiplicative noise: x + x * N(0, scale^2)."""
     (scale,) = p
-    return x + x * scale * draw(rngs, lambda r: r.standard_normal(x.shape[1:], dtype=np.float32))
+    return x + x * ops.draw_normal(rngs, x.shape[1:], std=scale)
 
 
 def impulse_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Salt and pepper (skimage ``random_noise(mode="s&p")``): each value becomes 0 or 1 with probability amount."""
     (amount,) = p
-    u = draw(rngs, lambda r: r.random(x.shape[1:], dtype=np.float32))
-    out = torch.where(u < amount / 2, torch.ones_like(x), x)
-    return torch.where((u >= amount / 2) & (u < amount), torch.zeros_like(x), out)
+    u = draw(rngs, lambda r: r.random(x.shape[1:], dtype=np.float32)).numpy()
+    out = np.empty(x.shape, dtype=np.float32)
+    _salt_and_pepper(x.contiguous().numpy(), u, np.float32(amount), out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(cache=True)
+def _salt_and_pepper(x: np.ndarray, u: np.ndarray, amount: np.float32, out: np.ndarray) -> None:  # pragma: no cover - jitted
+    """out = 1 where u < amount / 2, 0 where amount / 2 <= u < amount, else x (one pass)."""
+    flat_x, flat_u, flat_out = x.reshape(-1), u.reshape(-1), out.reshape(-1)
+    half = amount / np.float32(2)
+    for k in range(flat_x.size):
+        v = flat_u[k]
+        flat_out[k] = np.float32(1) if v < half else (np.float32(0) if v < amount else flat_x[k])
 
 
 QUANTILE_BUCKETS = 4096

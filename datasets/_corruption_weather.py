@@ -15,7 +15,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from shiftbench.datasets import _corruption_ops as ops
 
@@ -28,7 +27,7 @@ def snow(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Zoomed, thresholded Gaussian flakes, motion-blurred along a random angle, over a brightened image."""
     mean, std, zoom, threshold, radius, sigma, weight, centre_trim = p
     h, w = x.shape[-2:]
-    flakes = draw_normal(rngs, (1, h, w), mean, std)
+    flakes = ops.draw_normal(rngs, (1, h, w), mean, std)
     flakes = ops.clipped_zoom(flakes, zoom, centre_trim, trim=centre_trim)
     flakes = torch.where(flakes < threshold, torch.zeros_like(flakes), flakes).clamp(0, 1)
     angles = np.array([r.uniform(-135, -45) for r in rngs])
@@ -36,11 +35,6 @@ def snow(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     flakes = torch.round(flakes * 255) / 255
     x = weight * x + (1 - weight) * torch.maximum(x, ops.luma(x) * 1.5 + 0.5)
     return x + flakes + torch.flip(flakes, dims=(-2, -1))
-
-
-def draw_normal(rngs: Rngs, shape: tuple[int, ...], mean: float, std: float) -> torch.Tensor:
-    """One N(mean, std^2) field of ``shape`` per image, float32."""
-    return ops.draw(rngs, lambda r: r.normal(mean, std, size=shape)).float()
 
 
 def frost(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
@@ -120,7 +114,7 @@ def spatter(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Water drops (embossed liquid blobs) at low severities, mud splashes at high ones."""
     mean, std, sigma, threshold, intensity, mud = p
     h, w = x.shape[-2:]
-    liquid = ops.gaussian_blur(draw_normal(rngs, (h, w), mean, std), sigma)
+    liquid = ops.gaussian_blur(ops.draw_normal(rngs, (h, w), mean, std), sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mud:
         mask = ops.gaussian_blur((liquid > threshold).float(), intensity)
@@ -136,79 +130,20 @@ def colour(rgb: tuple[float, float, float], channels: int) -> torch.Tensor:
     return c if channels == 3 else ops.luma(c)
 
 
+EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
+
+
 def water_mask(liquid: torch.Tensor) -> torch.Tensor:
-    """Drop shading (N, 1, H, W) in [0, 1]: distance to the blob edges (Canny), truncated, equalised
-    and embossed, times the liquid layer (the OpenCV pipeline of the ImageNet-C spatter)."""
-    layer = (liquid * 255).clamp(0, 255).to(torch.uint8).numpy().astype(np.float32)
-    edges = canny(layer, 50, 150)
-    n, h, w = layer.shape
-    dist = np.minimum(truncated_edge_distance(edges, 20), 20)
-    dist = np.floor(box3(dist))
-    dist = equalize_hist(dist.astype(np.uint8)).astype(np.float32)
-    emboss = np.array([[[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]], dtype=np.float32)
-    dist = np.clip(np.round(ndimage.correlate(dist, emboss, mode="mirror")), 0, 255)
-    dist = torch.from_numpy(box3(dist))
-    m = torch.from_numpy(layer) * dist
-    peak = m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-    return (m / peak)[:, None]
+    """Drop shading (N, 1, H, W) in [0, 1]: distance to the blob edges (Canny), truncated at 20,
+    equalised and embossed, times the liquid layer: the ImageNet-C spatter's OpenCV calls, per image."""
+    import cv2
 
-
-def truncated_edge_distance(edges: np.ndarray, limit: int) -> np.ndarray:
-    """Euclidean distance (N, H, W) to the nearest edge pixel of the same image, exact up to ``limit``.
-
-    The images are stacked into one tall 2-D image with ``limit + 1`` edge-free rows between them, so
-    one 2-D transform serves the batch and no image sees another's edges within ``limit``."""
-    n, h, w = edges.shape
-    if not edges.any():
-        return np.full(edges.shape, float(limit), dtype=np.float32)
-    tall = np.ones((n, h + limit + 1, w), dtype=bool)
-    tall[:, :h] = ~edges
-    dist = ndimage.distance_transform_edt(tall.reshape(-1, w))
-    return dist.reshape(n, h + limit + 1, w)[:, :h].astype(np.float32)
-
-
-def box3(a: np.ndarray) -> np.ndarray:
-    """3x3 mean filter of (N, H, W) with OpenCV's reflect-101 border."""
-    return ndimage.uniform_filter(a, size=(1, 3, 3), mode="mirror")
-
-
-def canny(img: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Canny edges (N, H, W) bool of 8-bit images: 3x3 Sobel, L1 magnitude, non-maximum suppression
-    in four directions and hysteresis with 8-connectivity (as OpenCV's ``Canny``)."""
-    gx = ndimage.correlate1d(ndimage.correlate1d(img, [-1, 0, 1], axis=2, mode="nearest"), [1, 2, 1], axis=1, mode="nearest")
-    gy = ndimage.correlate1d(ndimage.correlate1d(img, [-1, 0, 1], axis=1, mode="nearest"), [1, 2, 1], axis=2, mode="nearest")
-    mag = np.abs(gx) + np.abs(gy)
-    padded = np.pad(mag, ((0, 0), (1, 1), (1, 1)))
-    h, w = img.shape[1:]
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        return padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-
-    ax, ay = np.abs(gx), np.abs(gy)
-    horizontal = ay <= ax * np.tan(np.pi / 8)
-    vertical = ay > ax * np.tan(3 * np.pi / 8)
-    same_sign = gx * gy > 0
-    before = np.where(horizontal, at(0, -1), np.where(vertical, at(-1, 0), np.where(same_sign, at(-1, -1), at(-1, 1))))
-    after = np.where(horizontal, at(0, 1), np.where(vertical, at(1, 0), np.where(same_sign, at(1, 1), at(1, -1))))
-    peak = (mag > before) & (mag >= after) & (mag > low)
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True
-    labels, _ = ndimage.label(peak, structure=structure)
-    strong = np.unique(labels[peak & (mag > high)])
-    return np.isin(labels, strong[strong > 0])
-
-
-def equalize_hist(img: np.ndarray) -> np.ndarray:
-    """OpenCV's ``equalizeHist`` per image of (N, H, W) uint8."""
-    n = img.shape[0]
-    hist = np.bincount((img.reshape(n, -1) + 256 * np.arange(n)[:, None]).ravel(), minlength=256 * n).reshape(n, 256)
-    total = hist.sum(axis=1, keepdims=True)
-    first = np.argmax(hist > 0, axis=1)
-    first_count = hist[np.arange(n), first][:, None]
-    cum = np.cumsum(hist, axis=1) - first_count
-    scale = 255.0 / np.maximum(total - first_count, 1)
-    lut = np.clip(np.round(cum * scale), 0, 255)
-    lut[np.arange(256)[None, :] < first[:, None]] = 0
-    constant = (first_count == total)[:, 0]
-    lut[constant] = first[constant, None]
-    return np.take_along_axis(lut, img.reshape(n, -1).astype(np.int64), axis=1).reshape(img.shape).astype(np.uint8)
+    layers = (liquid * 255).clamp(0, 255).to(torch.uint8).numpy()
+    shading = np.empty(layers.shape, dtype=np.float32)
+    for layer, out in zip(layers, shading):
+        dist = cv2.distanceTransform(255 - cv2.Canny(layer, 50, 150), cv2.DIST_L2, 5)
+        dist = cv2.blur(np.minimum(dist, 20), (3, 3)).astype(np.uint8)
+        dist = cv2.filter2D(cv2.equalizeHist(dist), cv2.CV_8U, EMBOSS)
+        np.multiply(layer, cv2.blur(dist, (3, 3)), out=out, dtype=np.float32)
+    m = torch.from_numpy(shading)
+    return (m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12))[:, None]

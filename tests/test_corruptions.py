@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from shiftbench.datasets.corruptions import CORRUPTIONS, corrupt, pad_to_min_size
@@ -196,3 +197,70 @@ def test_bad_input_gives_clear_errors(kwargs, message):
     args = {"images": np.zeros((32, 32, 3), np.uint8), "name": "contrast", "severity": 1, **kwargs}
     with pytest.raises(ShiftbenchError, match=message):
         corrupt(**args)
+
+
+@pytest.mark.parametrize("shape", [(2, 40, 36, 3), (2, 33, 32, 1)])
+def test_level_conversions_round_trip_exactly(shape):
+    from shiftbench.datasets import _corruption_ops as ops
+
+    levels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    levels[0, 0, 0] = 0
+    levels[0, 0, 1] = 255
+    unit = ops.levels_to_unit(levels)
+    assert unit.shape == (shape[0], shape[3], shape[1], shape[2]) and unit.dtype == torch.float32
+    np.testing.assert_array_equal(unit.numpy(), levels.transpose(0, 3, 1, 2) / np.float32(255))
+    back = np.empty_like(levels)
+    ops.unit_to_levels(unit, back)
+    np.testing.assert_array_equal(back, levels)
+    ops.unit_to_levels(unit * 4 - 1.5, back)  # out of range: clipped, then truncated like np.uint8(x * 255)
+    expected = np.floor(np.clip((levels.transpose(0, 3, 1, 2) / 255.0 * 4 - 1.5) * 255, 0, 255) + 1e-4)
+    assert np.abs(back.astype(int) - expected.transpose(0, 2, 3, 1)).max() <= 1
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_jpeg_and_pixelate_are_pillows_exactly(channels):
+    """Both reference generators run these through Pillow: RGB as it is, grey via RGB and back."""
+    for image in photos():
+        image = image if channels == 3 else image[..., 1]
+        for severity, (quality, factor) in enumerate(zip((25, 18, 15, 10, 7), (0.6, 0.5, 0.4, 0.3, 0.25)), start=1):
+            pil = Image.fromarray(image)
+            buffer = io.BytesIO()
+            (pil.convert("RGB") if channels == 1 else pil).save(buffer, "JPEG", quality=quality)
+            decoded = Image.open(buffer)
+            expected = np.asarray(decoded.convert("L") if channels == 1 else decoded)
+            np.testing.assert_array_equal(corrupt(image, "jpeg_compression", severity), expected)
+            h, w = image.shape[:2]
+            small = pil.resize((int(w * factor), int(h * factor)), Image.BOX)
+            np.testing.assert_array_equal(corrupt(image, "pixelate", severity), np.asarray(small.resize((w, h), Image.NEAREST)))
+
+
+def test_plasma_fractal_is_the_diamond_square_recursion():
+    """Every new point is the mean of its four wrapping neighbours plus wibble^2 * (2u - 1), with u
+    the generator's uniforms in order; the maps are then scaled to [0, 1]."""
+    from shiftbench.datasets import _corruption_ops as ops
+
+    size, decay = 16, 2.5
+    maps = ops.plasma_fractal(size, decay, [np.random.default_rng(s) for s in (0, 1)]).numpy()
+    for seed, ours in zip((0, 1), maps):
+        u = iter(np.random.default_rng(seed).random(size * size, dtype=np.float32).astype(np.float64))
+        grid = np.zeros((size, size))
+        step, wibble = size, 100.0
+        while step >= 2:
+            half = step // 2
+            noise = lambda: wibble ** 2 * (2 * next(u) - 1)  # noqa: E731
+            for y in range(0, size, step):
+                for x in range(0, size, step):
+                    corners = grid[y, x] + grid[(y + step) % size, x] + grid[y, (x + step) % size] + grid[(y + step) % size, (x + step) % size]
+                    grid[y + half, x + half] = corners / 4 + noise()
+            for y in range(0, size, step):
+                for x in range(0, size, step):
+                    around = grid[y + half, x + half] + grid[y - half, x + half] + grid[y, x] + grid[y, (x + step) % size]
+                    grid[y, x + half] = around / 4 + noise()
+            for y in range(0, size, step):
+                for x in range(0, size, step):
+                    around = grid[y + half, x + half] + grid[y + half, x - half] + grid[y, x] + grid[(y + step) % size, x]
+                    grid[y + half, x] = around / 4 + noise()
+            step //= 2
+            wibble /= decay
+        grid -= grid.min()
+        np.testing.assert_allclose(ours, grid / grid.max(), atol=1e-5)
