@@ -51,8 +51,11 @@ class Cell:
 
     @property
     def key(self) -> str:
-        method_cls = method_registry.registry.get(self.method)
-        return stable_hash({**self.as_dict(), "method_code": code_version(method_cls)}, length=20)
+        # the code of the method and of the model (whose weights it decides) is part of the cell: a
+        # changed plugin or a changed training recipe recomputes the cells that depend on it
+        codes = {"method_code": code_version(method_registry.registry.get(self.method)),
+                 "model_code": code_version(model_registry.get(self.model))}
+        return stable_hash({**self.as_dict(), **codes}, length=20)
 
 
 @dataclass

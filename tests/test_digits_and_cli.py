@@ -101,3 +101,23 @@ def test_nan_logits_are_caught_at_the_model_boundary(digits_small, cache_dir):
     model = SourceModel("nan_model", backbone, head, image_preprocess(28, 1, (0.1,), (0.3,)), "nan-model-test")
     with pytest.raises(InvalidArrayError, match="logits of model 'nan_model' on split 'test' contains NaN"):
         model.outputs(digits_small.split("test"), ArrayCache(cache_dir / "nan-test"))
+
+
+def test_small_cnn_weights_do_not_depend_on_the_thread_count(tmp_path):
+    """Same seed, same weights, whatever torch's thread count (the regression baselines rely on it)."""
+    import torch
+
+    from shiftbench import datasets
+    from shiftbench.models import registry
+
+    dataset = datasets.load("digits", n_train=300, n_val=50, n_test=50)
+    spec = registry.get("small_cnn")(epochs=1)
+    threads = torch.get_num_threads()
+    fingerprints = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            fingerprints.append(spec.build(dataset, 0, tmp_path / f"cache{n}").fingerprint)
+    finally:
+        torch.set_num_threads(threads)
+    assert fingerprints[0] == fingerprints[1]

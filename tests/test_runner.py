@@ -189,3 +189,15 @@ def test_bad_method_output_is_caught_at_the_boundary(tmp_path, cache_dir):
     run_experiment(cfg)
     errors = [r["error"] for r in RecordStore(cfg["store_dir"]).records()]
     assert all("NaN" in e and "test_nans" in e for e in errors)
+
+
+def test_cell_keys_change_with_the_model_code_as_with_the_method_code(tmp_path, cache_dir, monkeypatch):
+    """Cached cells of a model whose training recipe changed must not be reused."""
+    from shiftbench import runner
+
+    cells = expand_cells(config(tmp_path, cache_dir, "store"))
+    before = [c.key for c in cells]
+    real = runner.code_version
+    monkeypatch.setattr(runner, "code_version", lambda obj: real(obj) + ("x" if obj.__name__ == "SmallCNN" else ""))
+    after = [c.key for c in cells]
+    assert len(set(before)) == len(cells) and not set(before) & set(after)

@@ -52,6 +52,7 @@ class SmallCNN(ModelSpec):
         mean = tuple(float(v) for v in np.atleast_1d(pixels.mean(axis=tuple(range(pixels.ndim - (images.ndim == 4))))))
         std = tuple(float(v) for v in np.atleast_1d(pixels.std(axis=tuple(range(pixels.ndim - (images.ndim == 4))))))
         preprocess = image_preprocess(cfg["size"], channels, mean, std)
+        torch.manual_seed(seed)  # the initial weights too: the same seed gives the same model on any machine
         backbone = make_backbone(channels, cfg["size"], cfg["width"])
         head = nn.Linear(128, dataset.n_classes)
         key = stable_hash({"cfg": cfg, "data": train.fingerprint, "seed": seed, "code": code_version(SmallCNN),
@@ -71,6 +72,18 @@ class SmallCNN(ModelSpec):
 
     @staticmethod
     def _train(net: nn.Module, preprocess, images: np.ndarray, y: np.ndarray, cfg: dict, seed: int, device: str) -> None:
+        """Adam on augmented batches, on one CPU thread: multi-threaded float reductions differ in their
+        rounding with the thread count, and a seed must give the same weights on any machine (the
+        regression baselines compare cells across machines). Costs ~1.5x the 2-thread time."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            SmallCNN._train_steps(net, preprocess, images, y, cfg, seed, device)
+        finally:
+            torch.set_num_threads(threads)
+
+    @staticmethod
+    def _train_steps(net: nn.Module, preprocess, images: np.ndarray, y: np.ndarray, cfg: dict, seed: int, device: str) -> None:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         net.to(device).train()
