@@ -38,6 +38,8 @@ def test_singular_kernel_from_duplicated_points_still_solves():
     assert np.linalg.matrix_rank(K) < len(K)
     weights = dw.dw_kmm(K, len(Xs2), 4.0)
     assert weights.objective >= -1e-9
+    assert weights.objective == pytest.approx(tight_reference(K, len(Xs2), 4.0)[0], rel=1e-6)
+    assert_feasible(weights, 4.0)
     model = dw.DoubleWeighting(D=4.0, sigma=1.3).fit(Xs2, ys2, Xt)
     assert model.predict_proba(Xt).shape == (len(Xt), 2)
 
@@ -78,6 +80,109 @@ def test_dwkmm_matches_direct_cvxpy_programme_and_its_constraints():
     assert dwkmm_objective(K, ours.beta, ours.alpha) == pytest.approx(ref.value, rel=1e-3, abs=1e-9)
     assert np.linalg.norm(ours.alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t) * (1 + 1e-6)
     assert abs(ours.beta.mean() - ours.alpha.mean()) <= 1 - 1 / np.sqrt(n) + 1e-6
+
+
+def tight_reference(K: np.ndarray, n: int, D: float, B: float = 1000.0, ridge: float = 1e-10):
+    """DW-KMM written directly in cvxpy on K + ridge I, solved by Clarabel at tight tolerances."""
+    cp = pytest.importorskip("cvxpy")
+    t = len(K) - n
+    beta, alpha = cp.Variable(n), cp.Variable(t)
+    cons = [beta >= 0, beta <= B / np.sqrt(D), alpha >= 0, alpha <= 1,
+            cp.abs(cp.sum(beta) / n - cp.sum(alpha) / t) <= 1 - 1 / np.sqrt(n)]
+    cons.append(alpha == 1 if D == 1 else cp.norm(alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t))
+    w = cp.hstack([beta / n, -alpha / t])
+    problem = cp.Problem(cp.Minimize(cp.quad_form(w, cp.psd_wrap(K + ridge * np.eye(len(K))))), cons)
+    problem.solve(solver="CLARABEL", tol_gap_abs=1e-15, tol_gap_rel=1e-12, tol_feas=1e-12, max_iter=400)
+    return problem.value, beta.value, alpha.value
+
+
+def assert_feasible(weights: dw.KMMWeights, D: float, B: float = 1000.0) -> None:
+    """The DW-KMM constraints, the mean and ball constraints to the solver's feasibility tolerance 1e-8."""
+    n, t = len(weights.beta), len(weights.alpha)
+    assert (weights.beta >= 0).all() and (weights.beta <= B / np.sqrt(D)).all()
+    assert (weights.alpha >= 0).all() and (weights.alpha <= 1).all()
+    assert abs(weights.beta.mean() - weights.alpha.mean()) <= 1 - 1 / np.sqrt(n) + 1e-8
+    assert np.linalg.norm(weights.alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t) + 1e-8
+
+
+def sample_kernel(seed: int, n: int = 80, t: int = 70) -> np.ndarray:
+    Xs, _, Xt = shifted_sample(n, t, seed=seed)
+    X = np.vstack([Xs, Xt])
+    return dw.rbf_kernel(X, dw.knn_bandwidth(X))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("D", [1.0, dw.D_GRID[1], 4.0])
+def test_interior_point_reaches_the_tight_clarabel_optimum(seed, D):
+    K = sample_kernel(seed)
+    ours = dw.dw_kmm(K, 80, D)
+    value, _, _ = tight_reference(K, 80, D)
+    assert ours.objective == pytest.approx(value, rel=1e-6)
+    assert dwkmm_objective(K + 1e-10 * np.eye(len(K)), ours.beta, ours.alpha) == pytest.approx(ours.objective, rel=1e-12)
+    assert_feasible(ours, D)
+
+
+@pytest.mark.parametrize("D", [1.0, dw.D_GRID[1], 4.0, 100.0])
+def test_weights_match_the_reference_where_the_optimum_is_unique(D):
+    # a ridge of 1e-3 makes the objective strongly convex, so the minimiser is one point
+    K = sample_kernel(2)
+    ours = dw.dw_kmm(K, 80, D, ridge=1e-3)
+    value, beta, alpha = tight_reference(K, 80, D, ridge=1e-3)
+    assert ours.objective == pytest.approx(value, rel=1e-6)
+    np.testing.assert_allclose(ours.beta, beta, atol=1e-3)
+    np.testing.assert_allclose(ours.alpha, alpha, atol=1e-3)
+    assert_feasible(ours, D)
+
+
+@pytest.mark.parametrize("D", [1.0, 4.0, 100.0])
+def test_solution_satisfies_first_order_optimality(D):
+    """KKT for this convex programme (Slater holds): the gradient g of the objective at the solution
+    x* satisfies g.x* = min g.y over the feasible set, i.e. no feasible direction decreases it."""
+    cp = pytest.importorskip("cvxpy")
+    K = sample_kernel(3)
+    n, t = 80, 70
+    ours = dw.dw_kmm(K, n, D)
+    assert_feasible(ours, D)
+    scale = np.concatenate([np.full(n, 1 / n), np.full(t, -1 / t)])
+    H = (K + 1e-10 * np.eye(n + t)) * np.outer(scale, scale)
+    x = np.concatenate([ours.beta, ours.alpha])
+    g = 2 * H @ x
+    g /= np.abs(g).max()  # a well-scaled linear programme
+    beta, alpha = cp.Variable(n), cp.Variable(t)
+    cons = [beta >= 0, beta <= 1000 / np.sqrt(D), alpha >= 0, alpha <= 1,
+            cp.abs(cp.sum(beta) / n - cp.sum(alpha) / t) <= 1 - 1 / np.sqrt(n)]
+    cons.append(alpha == 1 if D == 1 else cp.norm(alpha - 1) <= (1 - 1 / np.sqrt(D)) * np.sqrt(t))
+    lp = cp.Problem(cp.Minimize(g[:n] @ beta + g[n:] @ alpha), cons)
+    lp.solve(solver="CLARABEL")
+    assert lp.status == "optimal"
+    # the optimality gap g.(x* - y) is tiny next to the objective's own scale |g|.|x*| (up to the
+    # linear programme's own 1e-8 absolute accuracy); it can be slightly negative as x* meets the
+    # ball and mean constraints to 1e-8
+    assert abs(g @ x - lp.value) <= 1e-7 * np.abs(g) @ np.abs(x) + 1e-8
+
+
+def test_infeasible_programme_raises_a_clear_error():
+    # beta <= 1e-6 cannot reach the mean of alpha (>= 1/sqrt(D) ~ 1) within 1 - 1/sqrt(n)
+    K = sample_kernel(0)
+    with pytest.raises(ShiftbenchError, match="did not converge.*infeasible"):
+        dw.dw_kmm(K, 80, 1.0001, B=1e-6)
+
+
+def test_iteration_limit_raises_a_clear_error():
+    from shiftbench.methods import _dw_kmm_ipm as ipm
+
+    m = 5
+    P = np.eye(m) + 0.1
+    G, h = np.ones((1, m)), np.array([2.0])
+    with pytest.raises(ShiftbenchError, match=r"did not converge \(stopped after 2 iterations"):
+        ipm.solve_box_qp(P, -np.ones(m), np.ones(m), G, h, None, np.full(m, 0.5), max_iter=2)
+    result = ipm.solve_box_qp(P, -np.ones(m), np.ones(m), G, h, None, np.full(m, 0.5))
+    np.testing.assert_allclose(result.x, np.full(m, 0.4), atol=1e-7)  # sum = 2 is active: x = 2/5
+
+
+def test_d_below_one_is_rejected():
+    with pytest.raises(ShiftbenchError, match="D must be >= 1"):
+        dw.dw_kmm(sample_kernel(0), 80, 0.5)
 
 
 def test_larger_d_relaxes_the_test_weights():
