@@ -15,7 +15,6 @@ import torch
 from scipy.special import pdtr
 
 from shiftbench.datasets import _corruption_ops as ops
-from shiftbench.datasets._corruption_ops import draw
 
 Rngs = Sequence[np.random.Generator]
 
@@ -35,7 +34,7 @@ def speckle_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
 def impulse_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Salt and pepper (skimage ``random_noise(mode="s&p")``): each value becomes 0 or 1 with probability amount."""
     (amount,) = p
-    u = draw(rngs, lambda r: r.random(x.shape[1:], dtype=np.float32)).numpy()
+    u = ops.draw(rngs, lambda r: r.random(x.shape[1:], dtype=np.float32)).numpy()
     out = np.empty(x.shape, dtype=np.float32)
     _salt_and_pepper(x.contiguous().numpy(), u, np.float32(amount), out)
     return torch.from_numpy(out)
@@ -72,7 +71,7 @@ def shot_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     (photons,) = p
     flat_cdf, inverse, k_max = _poisson_tables(float(photons))
     levels = (x * 255).round().to(torch.int64).numpy()
-    u = draw(rngs, lambda r: r.random(x.shape[1:])).numpy()
+    u = ops.draw(rngs, lambda r: r.random(x.shape[1:])).numpy()
     bucket = (u * QUANTILE_BUCKETS).astype(np.int64)
     lo, hi = inverse[levels, bucket], inverse[levels, bucket + 1]
     counts = lo.astype(np.int64)
