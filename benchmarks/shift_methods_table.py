@@ -51,24 +51,6 @@ LABEL_SCENARIOS = {
     "MNIST id_test, Dirichlet(0.3) prior, ccexam_usps": ("ccexam_usps", Scenario(target="id_test", label_shift=0.3)),
     "MNIST id_test, Dirichlet(1) prior, ccexam_usps": ("ccexam_usps", Scenario(target="id_test", label_shift=1.0)),
 }
-NOTES = """
-## Notes
-
-- The label-shift gains with `ccexam_usps` combine two effects: BCTS fitted on labelled MNIST
-  `id_val` also corrects the USPS network's domain-induced class bias (uncalibrated EM gains only
-  2-5 points); the prior correction then adapts to the Dirichlet target prior. With the
-  near-perfect `ccexam_mnist` network there is nothing left to gain.
-- DW-GCS (linear feature map with intercept, D chosen by minimax risk) is strong on skada's
-  covariate and target shifts but below the unweighted logistic regression on the biased-sampling
-  tabular sets and on NYC flights here; the paper's biased-sampling numbers are not reproduced.
-  Its confidence-vector LP is degenerate (the optimal lambda is not unique), so the minimax risk
-  and the classifier depend on which optimal vertex the LP solver returns (see
-  `benchmarks/bench_double_weighting.py`).
-- skada's `subspace` generator gives a target on which every linear model trained on the source
-  is almost always wrong (0% for source only); the conditional shift defeats all reweighting
-  methods (p(y|x) changes), while the mapping methods (CORAL, SA, JDOT) recover it.
-"""
-
 LABEL_METHODS = {
     "source only": ("source_only", {}),
     "EM + BCTS (online)": ("em_correction", {"calibration": "bcts"}),
