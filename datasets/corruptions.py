@@ -37,6 +37,7 @@ from shiftbench.datasets import _corruption_ops as ops
 from shiftbench.datasets import _corruption_params as params
 from shiftbench.datasets import _corruption_weather as weather
 from shiftbench.errors import ShiftbenchError
+from shiftbench.threads import torch_threads
 
 Corruption = Callable[[torch.Tensor, tuple, Sequence[np.random.Generator]], torch.Tensor]
 
@@ -98,13 +99,12 @@ def single_threaded() -> Iterator[None]:
     overhead (and spin badly on a loaded machine: 1000 MNIST images x 19 x 5 took 75 s with 2 threads, 17 s with 1)."""
     import cv2
 
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
+    cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        yield
+        with torch_threads(1):
+            yield
     finally:
-        torch.set_num_threads(torch_threads)
         cv2.setNumThreads(cv2_threads)
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
 from shiftbench.models import ModelSpec, SourceModel, image_preprocess, state_fingerprint
+from shiftbench.threads import torch_threads
 
 
 def make_backbone(channels: int, size: int, width: int = 32, feature_dim: int = 128) -> nn.Module:
@@ -75,35 +76,27 @@ class SmallCNN(ModelSpec):
         """Adam on augmented batches, on one CPU thread: multi-threaded float reductions differ in their
         rounding with the thread count, and a seed must give the same weights on any machine (the
         regression baselines compare cells across machines). Costs ~1.5x the 2-thread time."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            SmallCNN._train_steps(net, preprocess, images, y, cfg, seed, device)
-        finally:
-            torch.set_num_threads(threads)
-
-    @staticmethod
-    def _train_steps(net: nn.Module, preprocess, images: np.ndarray, y: np.ndarray, cfg: dict, seed: int, device: str) -> None:
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        net.to(device).train()
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-        x_all = preprocess(images)
-        y_all = torch.as_tensor(y)
-        augment = training_augmentation() if cfg["augment"] else None
-        n, bs = len(y), cfg["batch_size"]
-        steps = cfg["epochs"] * ((n + bs - 1) // bs)
-        with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False, disable=None) as bar:
-            for _ in range(cfg["epochs"]):
-                order = torch.as_tensor(rng.permutation(n))
-                for start in range(0, n, bs):
-                    idx = order[start:start + bs]
-                    if len(idx) < 2:
-                        continue
-                    xb = augment(x_all[idx]) if augment else x_all[idx]
-                    loss = nn.functional.cross_entropy(net(xb.to(device)), y_all[idx].to(device))
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    bar.update(1)
-        net.cpu().eval()
+        with torch_threads(1):
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            net.to(device).train()
+            opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+            x_all = preprocess(images)
+            y_all = torch.as_tensor(y)
+            augment = training_augmentation() if cfg["augment"] else None
+            n, bs = len(y), cfg["batch_size"]
+            steps = cfg["epochs"] * ((n + bs - 1) // bs)
+            with tqdm(total=steps, desc=f"training small_cnn (seed {seed})", leave=False, disable=None) as bar:
+                for _ in range(cfg["epochs"]):
+                    order = torch.as_tensor(rng.permutation(n))
+                    for start in range(0, n, bs):
+                        idx = order[start:start + bs]
+                        if len(idx) < 2:
+                            continue
+                        xb = augment(x_all[idx]) if augment else x_all[idx]
+                        loss = nn.functional.cross_entropy(net(xb.to(device)), y_all[idx].to(device))
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        bar.update(1)
+            net.cpu().eval()
