@@ -19,7 +19,7 @@ from shiftbench.plugins import PluginRegistry
 
 registry = PluginRegistry("dataset", __name__, "shiftbench.datasets", Dataset)
 
-__all__ = ["Dataset", "Grouper", "Split", "UnlabelledSplit", "load", "names", "registry"]
+__all__ = ["Dataset", "Grouper", "Split", "UnlabelledSplit", "adapter_class", "load", "names", "registry"]
 
 
 def load(name: str, **options: Any) -> Dataset:
@@ -27,17 +27,23 @@ def load(name: str, **options: Any) -> Dataset:
     return _load_cached(name, json.dumps(options, sort_keys=True, default=str))
 
 
-@lru_cache(maxsize=8)
-def _load_cached(name: str, options_json: str) -> Dataset:
-    options = json.loads(options_json)
+def adapter_class(name: str) -> type[Dataset]:
+    """The adapter class behind dataset ``name`` (``<base>-c`` is the ``corrupted`` adapter)."""
     try:
-        cls = registry.get(name)
+        return registry.get(name)
     except UnknownNameError:
         if not name.endswith("-c"):
             raise
-        base = name[:-2]
-        registry.get(base)  # an unknown base fails here, listing the valid names
-        cls, options = registry.get("corrupted"), {"base": base, **options}
+        registry.get(name[:-2])  # an unknown base fails here, listing the valid names
+        return registry.get("corrupted")
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, options_json: str) -> Dataset:
+    options = json.loads(options_json)
+    cls = adapter_class(name)
+    if cls.name != name:  # a corrupted view of a base dataset
+        options = {"base": name[:-2], **options}
     return cls(**options)
 
 

@@ -1,12 +1,15 @@
 """The Hydra application behind ``shiftbench run``: compose the config, run the cells, write tables.
 
-``-m`` sweeps run one job per override combination through the configured launcher (joblib
-locally; submitit/Ray on clusters); every job writes its own records into the shared store and
-:class:`CollectTables` rebuilds the tables from all of them when the sweep ends.
+A single run composes the config with Hydra's compose API and runs in this process (no Hydra
+output directory, errors reach the CLI as one line). ``-m`` sweeps run one job per override
+combination through the configured launcher (joblib locally; submitit/Ray on clusters); every
+job writes its own records into the shared store and :class:`CollectTables` rebuilds the tables
+from all current records when the sweep ends, and fails the sweep if any cell failed.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,35 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from shiftbench.collect import Collection, collect
+from shiftbench.errors import ShiftbenchError
 from shiftbench.report import write_tables
 from shiftbench.runner import Runner, RunSettings, expand_cells
-from shiftbench.store import RecordStore, records_frame
 from shiftbench.sweep_estimate import describe_estimate
 
 CONFIG_PACKAGE = "pkg://shiftbench.configs"
+CONFIG_MODULE = "shiftbench.configs"
+
+
+class CellsFailed(ShiftbenchError):
+    """Some cells of a run failed: their records hold the tracebacks; the run's exit code is 1."""
+
+    exit_code = 1
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """The resolved experiment config for ``overrides`` (without Hydra's own settings)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ShiftbenchError(f"the overrides {overrides} do not give a valid config: {str(exc).splitlines()[0]}") from exc
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
@@ -27,8 +53,16 @@ def settings_from(cfg: dict[str, Any]) -> RunSettings:
                        progress=bool(cfg["progress"]))
 
 
+def rerun_command(cfg: dict[str, Any]) -> str:
+    """The command that regenerates this run's tables (named in the markdown leaderboard)."""
+    overrides = cfg.get("overrides")
+    return "shiftbench run" + (" " + " ".join(shlex.quote(o) for o in overrides) if overrides else "")
+
+
 def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
-    """Run (or, with ``dry_run``, describe) the cells of a resolved config; print and write tables."""
+    """Run (or, with ``dry_run``, describe) the cells of a resolved config; print and write tables.
+
+    Raises :class:`CellsFailed` after writing the tables when any cell failed."""
     cells = expand_cells(cfg)
     runner = Runner(settings_from(cfg))
     if cfg.get("dry_run"):
@@ -42,32 +76,61 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
           f"{counts['failed']} failed; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
           f"({counts['forward_seconds']:.1f} s in forward passes, {counts['model_seconds']:.1f} s building models)")
-    frame = records_frame(runner.store.records(c.key for c in cells))
-    publish(frame, cfg)
+    publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg)
     return counts
 
 
-def publish(frame, cfg: dict[str, Any]) -> None:
-    """Print the leaderboard and write it with the records under ``results_dir``."""
+def publish(found: Collection, cfg: dict[str, Any]) -> None:
+    """Print the leaderboard of ``found`` and write it with the records under ``results_dir``; report what was
+    left out and every failed cell; raise :class:`CellsFailed` if there was one."""
+    frame = found.frame
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
     for _, row in failed.iterrows():
         print(f"FAILED {row['method']} {row['hparams']} on {row['scenario']} ({row['model']}, seed {row['seed']}): "
               f"see record {row['key']} in {cfg['store_dir']}", file=sys.stderr)
-    paths = write_tables(frame, cfg["results_dir"], cfg["metric"])
+    check_metric(frame, cfg["metric"])
+    notes = found.notes()
+    if len(failed):
+        notes = [f"{len(failed)} of {len(frame)} cells failed (their tracebacks are in the records); rows with a "
+                 "failed cell show their coverage instead of a value", *notes]
+    paths = write_tables(frame, cfg["results_dir"], cfg["metric"], notes, rerun_command(cfg))
     print("\n" + paths["markdown"].read_text())
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if len(failed):
+        raise CellsFailed(f"{len(failed)} of {len(frame)} cells failed; fix the cause and re-run the same command "
+                          "(finished cells are kept, failed ones are retried)")
+
+
+def check_metric(frame, metric: str) -> None:
+    """Refuse to build a table of a metric that no finished cell reports, listing those that exist."""
+    if frame.empty or not (frame["status"] == "ok").any():
+        return
+    available = sorted(c[len("metric."):] for c in frame.columns if c.startswith("metric.") and frame[c].notna().any())
+    if metric not in available:
+        raise ShiftbenchError(f"no finished cell reports metric {metric!r}; metrics of these cells: {', '.join(available)} "
+                              "(the cells are stored: re-run with metric=NAME to get the table at once)")
 
 
 def task(cfg: DictConfig) -> None:
-    """Hydra task function: one job."""
-    run_experiment(OmegaConf.to_container(cfg, resolve=True))
+    """Hydra task function: one job of a ``-m`` sweep (failures are counted by :class:`CollectTables`)."""
+    try:
+        run_experiment(OmegaConf.to_container(cfg, resolve=True))
+    except CellsFailed as exc:
+        print(f"shiftbench: {exc}", file=sys.stderr)
 
 
 class CollectTables(Callback):
-    """After a multirun, rebuild the tables from every record in the shared store."""
+    """After a multirun, rebuild the tables from every current record in the shared store."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        cfg = OmegaConf.to_container(config, resolve=True)
-        cfg.pop("hydra", None)
-        frame = records_frame(RecordStore(cfg["store_dir"]).records())
-        publish(frame, cfg)
+        overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+        cfg = OmegaConf.to_container(config, resolve=False)
+        cfg.pop("hydra", None)  # its job fields (hydra.job.num) exist only inside a job
+        cfg = {**OmegaConf.to_container(OmegaConf.create(cfg), resolve=True), "overrides": ["-m", *overrides]}
+        try:
+            publish(collect([cfg["store_dir"]]), cfg)
+        except ShiftbenchError as exc:
+            print(f"shiftbench: error: {exc}", file=sys.stderr)
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None

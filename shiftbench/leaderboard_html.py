@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import html
+from typing import Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from shiftbench import plots
-from shiftbench.report import full_leaderboard, legend, marked_wide
+from shiftbench.report import REFERENCE_METHOD, full_leaderboard, legend, marked_wide
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -82,15 +83,17 @@ def table_html(table: pd.DataFrame) -> str:
 
 
 def leaderboard_page(frame: pd.DataFrame, metric: str = "acc_avg", title: str = "shiftbench leaderboard",
-                     test: str = "ttest") -> str:
-    """The whole HTML page for the records in ``frame``."""
-    long = full_leaderboard(frame, metric, test=test)
+                     reference: str = REFERENCE_METHOD, test: str = "ttest", notes: Sequence[str] = ()) -> str:
+    """The whole HTML page for the records in ``frame``, compared with ``reference``; ``notes`` (records left
+    out, failed cells) are listed under the table."""
+    long = full_leaderboard(frame, metric, reference, test=test)
     figures = [(plots.accuracy_vs_severity(frame, metric), f"{metric} against corruption severity"),
                (plots.rank_heatmap(long, metric), f"rank per (dataset, model, scenario group) on {metric}"),
                (plots.estimated_vs_realised(frame), "estimated against realised accuracy (performance estimators)")]
     body = "\n".join(figure_tag(fig, caption) for fig, caption in figures if fig is not None)
+    listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p class=\"legend\">{html.escape(legend(metric, test=test))}</p>\n"
-            f"{table_html(marked_wide(long))}\n<section id=\"figures\">{body}</section>\n"
-            f"<script>{_SORTER}</script>\n</body></html>\n")
+            f"<p class=\"legend\">{html.escape(legend(metric, reference, test=test))}</p>\n"
+            f"{table_html(marked_wide(long))}\n" + (f"<ul class=\"notes\">{listed}</ul>\n" if listed else "")
+            + f"<section id=\"figures\">{body}</section>\n<script>{_SORTER}</script>\n</body></html>\n")

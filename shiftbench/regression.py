@@ -21,6 +21,7 @@ with ``--update``). Any regression makes ``shiftbench regress`` exit 1.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,11 +34,9 @@ import pandas as pd
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError, UnknownNameError
 from shiftbench.provenance import git_commit
-from shiftbench.report import LOWER_IS_BETTER
+from shiftbench.metric_facts import metric_facts
 
 KEY_COLUMNS = ["dataset", "model", "method", "hparams", "scenario", "seed", "metric"]
-#: metrics that are proportions of examples, so a binomial standard error applies
-PROPORTIONS = frozenset({"acc_avg", "acc_wg", "balanced_acc"})
 BASELINE_DIR = Path("results") / "baselines"
 
 
@@ -70,18 +69,14 @@ def load_suite(name: str) -> Suite:
 
 def compose_config(suite: Suite, store_dir: Path, results_dir: Path) -> dict[str, Any]:
     """The experiment config of a suite, composed by Hydra from the package config tree."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
+    from shiftbench.hydra_app import compose
 
     overrides = [*suite.overrides, f"store_dir={store_dir}", f"results_dir={results_dir}", f"metric={suite.metric}"]
-    from hydra.errors import HydraException
-
     try:
-        with initialize_config_module(config_module="shiftbench.configs", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
-    except HydraException as exc:
-        raise ShiftbenchError(f"suite {suite.name!r}: its overrides {suite.overrides} do not compose: {exc}") from exc
-    return OmegaConf.to_container(cfg, resolve=True)
+        cfg = compose(overrides)
+    except ShiftbenchError as exc:
+        raise ShiftbenchError(f"suite {suite.name!r}: {exc}") from exc
+    return {**cfg, "overrides": suite.overrides}
 
 
 def cell_sizes(cfg: dict[str, Any]) -> dict[str, int]:
@@ -111,15 +106,18 @@ def cell_table(frame: pd.DataFrame, metric: str, sizes: dict[str, int], commit: 
 def run_suite(suite: Suite, store_dir: Path | None = None) -> pd.DataFrame:
     """Run every cell of the suite into ``store_dir`` (a fresh temporary store by default) and return
     its :func:`cell_table`."""
-    from shiftbench.hydra_app import run_experiment
-    from shiftbench.store import RecordStore, records_frame
+    from shiftbench.collect import collect
+    from shiftbench.hydra_app import CellsFailed, run_experiment
     from shiftbench.runner import expand_cells
 
     with tempfile.TemporaryDirectory(prefix=f"shiftbench-regress-{suite.name}-") as tmp:
         store = Path(store_dir) if store_dir is not None else Path(tmp) / "store"
         cfg = compose_config(suite, store, Path(tmp) / "results")
-        run_experiment(cfg)
-        frame = records_frame(RecordStore(store).records(c.key for c in expand_cells(cfg)))
+        try:
+            run_experiment(cfg)
+        except CellsFailed as exc:  # failed cells are compared (and regress) like any other
+            print(f"shiftbench: {exc}", file=sys.stderr)
+        frame = collect([store], keys=[c.key for c in expand_cells(cfg)]).frame
         return cell_table(frame, suite.metric, cell_sizes(cfg), git_commit())
 
 
@@ -128,7 +126,7 @@ def tolerances(baseline: pd.DataFrame, abs_tol: float, z: float) -> np.ndarray:
     p = baseline["value"].clip(0.0, 1.0).to_numpy(dtype=np.float64)
     n = baseline["n"].to_numpy(dtype=np.float64)
     se = np.sqrt(2.0 * p * (1.0 - p) / np.maximum(n, 1.0))
-    proportion = baseline["metric"].isin(PROPORTIONS).to_numpy()
+    proportion = baseline["metric"].map(lambda m: metric_facts(m).proportion).to_numpy(dtype=bool)
     return np.where(proportion, np.maximum(abs_tol, z * se), abs_tol)
 
 
@@ -141,7 +139,7 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, abs_tol: float = 0.00
     cur = current.assign(seed=current["seed"].astype(int), hparams=current["hparams"].astype(str))
     merged = base[[*keys, "value", "n"]].rename(columns={"value": "old"}).merge(
         cur[[*keys, "value"]].rename(columns={"value": "new"}), on=keys, how="outer", indicator=True)
-    sign = np.where(merged["metric"].isin(LOWER_IS_BETTER), -1.0, 1.0)
+    sign = np.where(merged["metric"].map(lambda m: metric_facts(m).lower_is_better).to_numpy(dtype=bool), -1.0, 1.0)
     merged["change"] = (merged["new"] - merged["old"]) * sign
     merged["tolerance"] = tolerances(merged.assign(value=merged["old"].fillna(0.5), n=merged["n"].fillna(1)), abs_tol, z)
     status = np.select(

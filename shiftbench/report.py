@@ -1,7 +1,28 @@
-"""Leaderboard tables built from result records: mean and 95% CI over seeds, per scenario group."""
+"""Leaderboards built from result records (DomainBed's ``reporting`` idea: tables from stored records).
+
+The rules every table follows:
+
+- A row is one method setting on one (dataset, model): ``dataset, model, method, hparams`` (and the
+  selection ``scorer`` where selection results carry one). Its columns are scenario groups and ``avg``.
+- **Coverage.** The cells a row should have are the (scenario, seed) pairs that any row of the same
+  (dataset, model) has in that group, less the row's own not-applicable cells. A group value exists
+  only when every one of them is ``ok``; otherwise the table shows the coverage (``3/4 cells``) and
+  no number. ``avg`` (the mean of the group values, per seed) exists only when every group is
+  complete. Incomplete rows are never ranked and never tested.
+- **Seeds.** A group value is the mean over seeds of the per-seed means over its scenarios. With
+  three or more seeds whose values differ it carries a 95% Student-t interval clipped to the
+  metric's range; with two seeds the two values are shown; values identical in every seed are one
+  effective replicate (``1 eff. of 3``) and get no interval; the ``seeds`` column says how many
+  seeds a row holds.
+- **Tests.** Every row is compared with the reference method on matched (scenario, seed) cells
+  (``avg``: on matched (group, seed) means); differences that are the same in every seed of a
+  scenario count once; a test with fewer than two effective pairs or zero variance gives no mark.
+- Oracle rows (hyperparameters chosen with target labels) are labelled and never ranked.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,81 +30,18 @@ import pandas as pd
 from scipy import stats
 
 from shiftbench.cache import atomic_write_bytes, atomic_write_text
+from shiftbench.metric_facts import metric_facts
 
 ROW_KEYS = ["dataset", "model", "method", "hparams"]
-
-
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval (0 for a single value)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    if len(values) == 1:
-        return float(values[0]), 0.0
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(half)
-
-
-def per_seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Metric averaged over the scenarios of each group, per (row keys, group, seed); plus an ``avg`` group."""
-    return seed_scores(frame, metric, ROW_KEYS)
-
-
-def leaderboard(frame: pd.DataFrame, metric: str = "acc_avg") -> pd.DataFrame:
-    """Long table: one row per (dataset, model, method, hparams, group) with mean, ci95 and n_seeds."""
-    scores = per_seed_scores(frame, metric)
-    rows = []
-    for keys, part in scores.groupby([*ROW_KEYS, "group"], dropna=False):
-        mean, half = mean_ci(part["value"].to_numpy())
-        rows.append({**dict(zip([*ROW_KEYS, "group"], keys)), "metric": metric, "mean": mean, "ci95": half,
-                     "n_seeds": int(part["seed"].nunique())})
-    return pd.DataFrame(rows)
-
-
-def wide(long: pd.DataFrame, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
-    """Leaderboard as text cells ``mean ± ci`` with one column per scenario group, ``avg`` last."""
-    if long.empty:
-        return pd.DataFrame()
-    text = long.assign(cell=[f"{m * scale:.{digits}f} ± {c * scale:.{digits}f}" for m, c in zip(long["mean"], long["ci95"])])
-    table = text.pivot_table(index=ROW_KEYS, columns="group", values="cell", aggfunc="first")
-    cols = [c for c in table.columns if c != "avg"] + (["avg"] if "avg" in table.columns else [])
-    table = table[cols].reset_index()
-    table.columns.name = None
-    return table.sort_values(["dataset", "model", "method", "hparams"]).reset_index(drop=True)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False) if not table.empty else "(no results)"
-
-
-def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_avg") -> dict[str, Path]:
-    """Write records.csv (with provenance), leaderboard.csv (long) and leaderboard.md (wide) atomically."""
-    out = Path(out_dir)
-    long = leaderboard(frame, metric)
-    paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}
-    atomic_write_text(paths["records"], frame.sort_values("key").to_csv(index=False) if not frame.empty else "")
-    atomic_write_text(paths["leaderboard"], long.to_csv(index=False))
-    atomic_write_text(paths["markdown"], f"# Leaderboard ({metric}, %, mean ± 95% CI over seeds)\n\n"
-                      + to_markdown(wide(long)) + "\n")
-    from shiftbench.plots import accuracy_vs_severity, png_bytes
-
-    figure = accuracy_vs_severity(frame, metric) if not frame.empty else None
-    if figure is not None:
-        paths["severity_plot"] = out / f"{metric}_vs_severity.png"
-        atomic_write_bytes(paths["severity_plot"], png_bytes(figure))
-    return paths
-
-
-# --- leaderboards with ranks, paired tests against the reference method and oracle marks -------------
-
-#: metrics where smaller is better (ranks and improvement markers follow this)
-LOWER_IS_BETTER = frozenset({"ece", "nll", "mae_acc", "max_ae_acc", "mse"})
 #: the method every row is compared with
 REFERENCE_METHOD = "source_only"
 #: a cell is marked when its paired test against the reference has p below this
 ALPHA = 0.05
 MARKS = {1: "▲", -1: "▼", 0: ""}
+#: seeds needed before a Student-t interval is shown
+MIN_SEEDS_FOR_INTERVAL = 3
+LONG_COLUMNS = ["group", "metric", "mean", "ci95", "low", "high", "n_seeds", "n_eff", "seed_values",
+                "n_cells", "n_expected", "complete"]
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:
@@ -101,56 +59,153 @@ def oracle_mask(frame: pd.DataFrame) -> pd.Series:
 
 
 def cell_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One value per finished cell: row keys, group, scenario, seed and ``value``."""
+    """One row per cell record: row keys, group, scenario, seed, ``status`` and ``value`` (NaN unless ok)."""
     col = f"metric.{metric}"
     keys = row_keys(frame)
-    if frame.empty or col not in frame:
-        return pd.DataFrame(columns=[*keys, "group", "scenario", "seed", "value"])
-    ok = frame[(frame["status"] == "ok") & frame[col].notna()]
+    columns = [*keys, "group", "scenario", "seed", "status", "value"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    values = frame[col] if col in frame else pd.Series(np.nan, index=frame.index)
+    out = frame.assign(value=pd.to_numeric(values, errors="coerce").where(frame["status"] == "ok"))
     if "scorer" in keys:  # rows without model selection have no scorer; keep them as rows of their own
-        ok = ok.assign(scorer=ok["scorer"].fillna("").astype(str))
-    return ok[[*keys, "group", "scenario", "seed", col]].rename(columns={col: "value"}).reset_index(drop=True)
+        out = out.assign(scorer=out["scorer"].fillna("").astype(str))
+    return out[columns].reset_index(drop=True)
+
+
+def _universe(values: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Which rows share an expected cell grid: the same (dataset, model), and selected rows (held-out
+    scenarios only) apart from unselected ones."""
+    selected = values["scorer"].ne("") if "scorer" in keys else pd.Series(False, index=values.index)
+    return values["dataset"].astype(str) + "\x00" + values["model"].astype(str) + "\x00" + selected.astype(str)
+
+
+def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (row, group): coverage (``n_cells`` ok of ``n_expected``, ``complete``) and, for complete groups
+    and a complete ``avg``, one row per seed with its ``value``. Columns: row keys, group, seed (NaN for
+    incomplete groups), value, n_cells, n_expected, complete."""
+    values = cell_values(frame, metric)
+    keys = row_keys(frame)
+    if values.empty:
+        return pd.DataFrame(columns=[*keys, "group", "seed", "value", "n_cells", "n_expected", "complete"])
+    values = values.assign(_u=_universe(values, keys), _pair=list(zip(values["scenario"], values["seed"])))
+    out: list[dict] = []
+    for _, universe in values.groupby("_u", sort=False):
+        grid = {g: set(part["_pair"]) for g, part in universe.groupby("group", sort=True)}
+        for key, row in universe.groupby(keys, sort=False, dropna=False):
+            ident = dict(zip(keys, key))
+            not_applicable = set(row.loc[row["status"] == "not_applicable", "_pair"])
+            ok = row[row["value"].notna()]
+            ok_value = dict(zip(ok["_pair"], ok["value"]))
+            per_group: dict[str, dict] = {}
+            for group, pairs in grid.items():
+                expected = pairs - not_applicable
+                if not expected:
+                    continue
+                have = expected & set(ok_value)
+                entry = {**ident, "group": group, "n_cells": len(have), "n_expected": len(expected),
+                         "complete": len(have) == len(expected)}
+                if entry["complete"]:
+                    by_seed: dict[int, list[float]] = {}
+                    for scenario, seed in sorted(expected, key=str):
+                        by_seed.setdefault(seed, []).append(ok_value[(scenario, seed)])
+                    per_group[group] = {s: float(np.mean(v)) for s, v in by_seed.items()}
+                    out.extend({**entry, "seed": s, "value": v} for s, v in per_group[group].items())
+                else:
+                    out.append({**entry, "seed": np.nan, "value": np.nan})
+            if not per_group and not any(row["status"] != "not_applicable"):
+                continue  # not applicable anywhere: no row
+            groups = [g for g in grid if grid[g] - not_applicable]
+            avg = {**ident, "group": "avg", "n_cells": sum(len(set(ok_value) & (grid[g] - not_applicable)) for g in groups),
+                   "n_expected": sum(len(grid[g] - not_applicable) for g in groups)}
+            common = set.intersection(*(set(per_group[g]) for g in groups)) if groups and len(per_group) == len(groups) else set()
+            avg["complete"] = bool(common)
+            if common:
+                out.extend({**avg, "seed": s, "value": float(np.mean([per_group[g][s] for g in groups]))}
+                           for s in sorted(common))
+            else:
+                out.append({**avg, "seed": np.nan, "value": np.nan})
+    return pd.DataFrame(out, columns=[*keys, "group", "seed", "value", "n_cells", "n_expected", "complete"])
+
+
+def summarise_seeds(values: np.ndarray, metric: str, confidence: float = 0.95) -> dict:
+    """Mean over seeds, effective replicates and, with enough of them, the interval clipped to the metric's range."""
+    v = np.asarray(values, dtype=np.float64)
+    facts = metric_facts(metric)
+    n = len(v)
+    n_eff = 1 if n and np.allclose(v, v[0], rtol=0.0, atol=1e-12) else n
+    mean = float(v.mean()) if n else math.nan
+    half = math.nan
+    if n_eff >= MIN_SEEDS_FOR_INTERVAL:
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    low = max(mean - half, facts.low) if np.isfinite(half) else math.nan
+    high = min(mean + half, facts.high) if np.isfinite(half) else math.nan
+    return {"mean": mean, "ci95": half, "low": low, "high": high, "n_seeds": n, "n_eff": n_eff,
+            "seed_values": ";".join(f"{x:.6g}" for x in v)}
 
 
 def paired_p_value(differences: np.ndarray, test: str = "ttest") -> float:
-    """Two-sided p-value that matched differences have mean (``ttest``) or median (``wilcoxon``) zero."""
+    """Two-sided p-value that matched differences have mean (``ttest``) or median (``wilcoxon``) zero.
+
+    NaN (no test, so no mark) for fewer than two pairs or differences without variance; 1.0 when every
+    difference is zero."""
     d = np.asarray(differences, dtype=np.float64)
-    if len(d) < 2 or np.allclose(d, 0.0, atol=1e-12):
+    if len(d) and np.allclose(d, 0.0, atol=1e-12):
         return 1.0
-    if np.allclose(d, d[0], atol=1e-12):
-        return 0.0  # the same non-zero difference in every matched cell: no noise to explain it
+    if len(d) < 2 or np.allclose(d, d[0], atol=1e-12):
+        return math.nan
     tests = {"ttest": lambda x: stats.ttest_1samp(x, 0.0).pvalue,
              "wilcoxon": lambda x: stats.wilcoxon(x, zero_method="zsplit").pvalue}
     return float(tests[test](d))
 
 
+def _effective(pairs: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """Matched differences with those that repeat unchanged over every seed of a ``unit`` counted once."""
+    varying = pairs.groupby(unit, dropna=False)["diff"].transform(lambda d: not np.allclose(d, d.iloc[0], atol=1e-12))
+    return pd.concat([pairs[varying.astype(bool)], pairs[~varying.astype(bool)].drop_duplicates(unit)])
+
+
 def compare_with_reference(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD,
                            test: str = "ttest") -> pd.DataFrame:
-    """Per (row, group): mean paired difference to ``reference`` and its p-value.
+    """Per complete (row, group): mean paired difference to ``reference``, its p-value and the effective pairs.
 
-    Cells are matched on dataset, model, scenario and seed; a group column is tested over its matched
-    (scenario, seed) cells, the ``avg`` column (the mean of the group columns) over (group, seed) means,
-    so that its difference is the difference of the displayed averages."""
-    values = cell_values(frame, metric)
+    Cells are matched on dataset, model, scenario and seed; a group is tested over its matched
+    (scenario, seed) cells, ``avg`` over matched (group, seed) means, so that its difference is the
+    difference of the displayed averages. Only groups complete for both the row and the reference count."""
     keys = row_keys(frame)
+    columns = [*keys, "group", "delta", "p_value", "n_pairs"]
+    scores = seed_scores(frame, metric)
+    complete = scores[scores["complete"]][[*keys, "group"]].drop_duplicates()
+    values = cell_values(frame, metric).merge(complete, on=[*keys, "group"])
+    values = values[values["value"].notna()]
     match = ["dataset", "model", "scenario", "seed"]
     ref = values[values["method"] == reference].groupby(match, dropna=False)["value"].mean().rename("reference")
     paired = values.join(ref, on=match, how="inner")
     paired = paired.assign(diff=paired["value"] - paired["reference"])
-    group_means = paired.groupby([*keys, "group", "seed"], dropna=False)["diff"].mean().reset_index()
+    avg_scores = scores[(scores["group"] == "avg") & scores["complete"]]
+    ref_avg = avg_scores[avg_scores["method"] == reference].groupby(["dataset", "model", "seed"])["value"].mean()
     rows = []
-    for part in (paired, group_means.assign(group="avg")):
-        for key, cells in part.groupby([*keys, "group"], dropna=False):
-            rows.append({**dict(zip([*keys, "group"], key)), "delta": float(cells["diff"].mean()),
-                         "p_value": paired_p_value(cells["diff"].to_numpy(), test), "n_pairs": len(cells)})
-    return pd.DataFrame(rows, columns=[*keys, "group", "delta", "p_value", "n_pairs"])
+    for key, cells in paired.groupby([*keys, "group"], dropna=False):
+        d = _effective(cells, "scenario")["diff"].to_numpy()
+        rows.append({**dict(zip([*keys, "group"], key)), "delta": float(cells["diff"].mean()),
+                     "p_value": paired_p_value(d, test), "n_pairs": len(d)})
+    group_diffs = paired.groupby([*keys, "group", "seed"], dropna=False)["diff"].mean().reset_index()
+    complete_avg = avg_scores[[*keys]].drop_duplicates()
+    group_diffs = group_diffs.merge(complete_avg, on=keys)
+    group_diffs = group_diffs[group_diffs.set_index(["dataset", "model", "seed"]).index.isin(ref_avg.index)]
+    for key, cells in group_diffs.groupby(keys, dropna=False):
+        d = _effective(cells, "group")["diff"].to_numpy()
+        rows.append({**dict(zip(keys, key)), "group": "avg", "delta": float(cells["diff"].mean()),
+                     "p_value": paired_p_value(d, test), "n_pairs": len(d)})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def rank_cells(long: pd.DataFrame, metric: str) -> pd.Series:
-    """Rank of each leaderboard row within its (dataset, model, group) (1 = best; ties share the mean rank;
-    oracle rows are not ranked, they use target labels)."""
+    """Rank of each complete leaderboard row within its (dataset, model, group) (1 = best; ties share the
+    mean rank); incomplete and oracle rows get none."""
     honest = long[~long["oracle"]] if "oracle" in long else long
-    ascending = metric in LOWER_IS_BETTER
+    if "complete" in honest:
+        honest = honest[honest["complete"]]
+    ascending = metric_facts(metric).lower_is_better
     ranks = honest.groupby(["dataset", "model", "group"], dropna=False)["mean"].rank(ascending=ascending, method="average")
     return ranks.reindex(long.index)
 
@@ -166,65 +221,87 @@ def average_ranks(long: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD,
                      test: str = "ttest", alpha: float = ALPHA) -> pd.DataFrame:
-    """The long leaderboard with ``scorer`` and ``oracle`` columns, the paired comparison with ``reference``
-    (``delta``, ``p_value``, ``n_pairs``, ``significant``: -1 worse, 0 not significant, +1 better), the
-    row's ``rank`` in its (dataset, model, group) and its ``avg_rank`` across tasks."""
+    """The long leaderboard: one row per (row keys, group) with coverage, the seed summary
+    (:func:`summarise_seeds`), ``oracle``, the paired comparison with ``reference`` (``delta``, ``p_value``,
+    ``n_pairs``, ``significant``: -1 worse, 0 no mark, +1 better), ``rank`` and ``avg_rank``."""
     keys = row_keys(frame)
-    scores = seed_scores(frame, metric, keys)
+    scores = seed_scores(frame, metric)
     rows = []
-    for key, part in scores.groupby([*keys, "group"], dropna=False):
-        mean, half = mean_ci(part["value"].to_numpy())
-        rows.append({**dict(zip([*keys, "group"], key)), "metric": metric, "mean": mean, "ci95": half,
-                     "n_seeds": int(part["seed"].nunique())})
-    long = pd.DataFrame(rows, columns=[*keys, "group", "metric", "mean", "ci95", "n_seeds"])
+    for key, part in scores.groupby([*keys, "group"], dropna=False, sort=True):
+        first = part.iloc[0]
+        summary = summarise_seeds(part["value"].to_numpy(), metric) if first["complete"] else \
+            {"mean": math.nan, "ci95": math.nan, "low": math.nan, "high": math.nan, "n_seeds": 0, "n_eff": 0,
+             "seed_values": ""}
+        rows.append({**dict(zip([*keys, "group"], key)), "metric": metric, **summary, "n_cells": int(first["n_cells"]),
+                     "n_expected": int(first["n_expected"]), "complete": bool(first["complete"])})
+    long = pd.DataFrame(rows, columns=[*keys, *LONG_COLUMNS])
     if long.empty:
         return long
     long["oracle"] = oracle_mask(long)
-    comparison = compare_with_reference(frame, metric, reference, test)
-    long = long.merge(comparison, on=[*keys, "group"], how="left")
-    better = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    long = long.merge(compare_with_reference(frame, metric, reference, test), on=[*keys, "group"], how="left")
+    better = -1.0 if metric_facts(metric).lower_is_better else 1.0
     direction = np.sign(long["delta"].fillna(0.0) * better).astype(int)
-    long["significant"] = np.where((long["p_value"] < alpha) & (long["method"] != reference), direction, 0)
+    marked = (long["p_value"] < alpha) & (long["method"] != reference) & long["complete"]
+    long["significant"] = np.where(marked, direction, 0)
     long["rank"] = rank_cells(long, metric)
-    ranks = average_ranks(long, metric)
-    return long.merge(ranks[[k for k in keys if k not in ("dataset", "model")] + ["avg_rank"]],
-                      on=[k for k in keys if k not in ("dataset", "model")], how="left")
+    task_free = [k for k in keys if k not in ("dataset", "model")]
+    return long.merge(average_ranks(long, metric)[[*task_free, "avg_rank"]], on=task_free, how="left")
 
 
-def seed_scores(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
-    """:func:`per_seed_scores` over given row keys (e.g. with the selection ``scorer``)."""
-    values = cell_values(frame, metric)
-    by_group = values.groupby([*keys, "group", "seed"], dropna=False)["value"].mean().reset_index()
-    overall = by_group.groupby([*keys, "seed"], dropna=False)["value"].mean().reset_index().assign(group="avg")
-    return pd.concat([by_group, overall], ignore_index=True)
+def cell_text(row: pd.Series, scale: float, digits: int = 1) -> str:
+    """One leaderboard cell: the value with its interval, seed values or replicate note, and mark;
+    the coverage for an incomplete group."""
+    if not row["complete"]:
+        return f"{int(row['n_cells'])}/{int(row['n_expected'])} cells"
+    fmt = lambda x: f"{x * scale:.{digits}f}"  # noqa: E731
+    text = fmt(row["mean"])
+    if row["n_eff"] >= MIN_SEEDS_FOR_INTERVAL:
+        half = row["ci95"]
+        clipped = row["low"] > row["mean"] - half + 1e-12 or row["high"] < row["mean"] + half - 1e-12
+        text += f" [{fmt(row['low'])}, {fmt(row['high'])}]" if clipped else f" ± {half * scale:.{digits}f}"
+    elif row["n_eff"] == 2:
+        text += " (" + ", ".join(fmt(float(v)) for v in str(row["seed_values"]).split(";")) + ")"
+    elif row["n_seeds"] > 1:
+        text += f" (1 eff. of {int(row['n_seeds'])})"
+    return text + MARKS[int(row.get("significant", 0) or 0)]
 
 
-def marked_wide(long: pd.DataFrame, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
-    """Text leaderboard: ``mean ± ci`` per group with ▲/▼ where the paired test against the reference is
-    significant, oracle rows labelled ``(oracle)``, and the ``avg rank`` across tasks."""
+def marked_wide(long: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Text leaderboard: one column per group (``avg`` last) with :func:`cell_text`, oracle rows labelled
+    ``(oracle)``, the number of ``seeds`` behind each row and its ``avg rank`` across tasks."""
     if long.empty:
         return pd.DataFrame()
     keys = row_keys(long)
-    factor = 1.0 if long["metric"].iloc[0] == "nll" else scale
-    text = [f"{m * factor:.{digits}f} ± {c * factor:.{digits}f}{MARKS[int(s)]}"
-            for m, c, s in zip(long["mean"], long["ci95"], long["significant"])]
-    labelled = long.assign(cell=text, method=np.where(long["oracle"], long["method"] + " (oracle)", long["method"]))
+    scale = metric_facts(str(long["metric"].iloc[0])).scale
+    labelled = long.assign(cell=[cell_text(r, scale, digits) for _, r in long.iterrows()],
+                           method=np.where(long["oracle"], long["method"] + " (oracle)", long["method"]))
     table = labelled.pivot_table(index=keys, columns="group", values="cell", aggfunc="first")
     cols = [c for c in table.columns if c != "avg"] + (["avg"] if "avg" in table.columns else [])
     table = table[cols].reset_index()
     table.columns.name = None
-    ranks = labelled.drop_duplicates(keys)[[*keys, "avg_rank"]]
-    table = table.merge(ranks, on=keys, how="left")
+    per_row = labelled.groupby(keys, dropna=False).agg(seeds=("n_seeds", "max"), avg_rank=("avg_rank", "first")).reset_index()
+    table = table.merge(per_row, on=keys, how="left")
+    table["seeds"] = table["seeds"].astype(int)
     table["avg rank"] = [f"{r:.2f}" if np.isfinite(r) else "" for r in table.pop("avg_rank")]
     return table.sort_values(keys).reset_index(drop=True)
 
 
 def legend(metric: str, reference: str = REFERENCE_METHOD, test: str = "ttest", alpha: float = ALPHA) -> str:
-    """One paragraph explaining the marks of :func:`marked_wide`."""
+    """One paragraph explaining the cells and marks of :func:`marked_wide`."""
     names = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
-    return (f"{metric} (%), mean ± 95% CI over seeds. ▲/▼: significantly better/worse than {reference} "
-            f"({names[test]} over matched scenario x seed cells; avg: over scenario-group x seed means; p < {alpha}). (oracle): hyperparameters selected "
-            "with target labels, not ranked. avg rank: mean rank over (dataset, model) tasks on the avg column.")
+    unit = " (%)" if metric_facts(metric).scale == 100 else ""
+    return (f"{metric}{unit}, mean over seeds of the mean over a group's scenarios. With 3+ seeds: ± 95% Student-t "
+            f"interval ([low, high] where it reaches the metric's range); with 2 seeds: (the two values); "
+            f"'1 eff. of n': identical in all n seeds, one effective replicate. 'k/n cells': only k of the "
+            f"group's n cells are ok, so no value, no average and no rank. ▲/▼: significantly better/worse "
+            f"than {reference} ({names[test]} over matched scenario x seed cells, repeats across seeds counted "
+            f"once; avg: over group x seed means; p < {alpha}). (oracle): hyperparameters selected with target "
+            "labels, not ranked. seeds: seeds behind the row. avg rank: mean rank over (dataset, model) tasks "
+            "on the avg column, complete rows only.")
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False) if not table.empty else "(no results)"
 
 
 def latex_table(table: pd.DataFrame) -> str:
@@ -234,3 +311,34 @@ def latex_table(table: pd.DataFrame) -> str:
     for old, new in replace.items():
         text = text.replace(old, new)
     return text
+
+
+def markdown_page(long: pd.DataFrame, metric: str, notes: list[str] = (), command: str | None = None,
+                  reference: str = REFERENCE_METHOD, test: str = "ttest") -> str:
+    """The leaderboard as a markdown page: title, the command that regenerates it, legend, table, notes."""
+    lines = [f"# Leaderboard ({metric})", ""]
+    if command:
+        lines += [f"Regenerate: `{command}`", ""]
+    lines += [legend(metric, reference, test), "", to_markdown(marked_wide(long)), ""]
+    if notes:
+        lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_avg", notes: list[str] = (),
+                 command: str | None = None) -> dict[str, Path]:
+    """Write records.csv (with provenance), leaderboard.csv (long) and leaderboard.md atomically, and the
+    severity plot where the records have corrupted scenarios."""
+    out = Path(out_dir)
+    long = full_leaderboard(frame, metric)
+    paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}
+    atomic_write_text(paths["records"], frame.sort_values("key").to_csv(index=False) if not frame.empty else "")
+    atomic_write_text(paths["leaderboard"], long.to_csv(index=False))
+    atomic_write_text(paths["markdown"], markdown_page(long, metric, notes, command))
+    from shiftbench.plots import accuracy_vs_severity, png_bytes
+
+    figure = accuracy_vs_severity(frame, metric) if not frame.empty else None
+    if figure is not None:
+        paths["severity_plot"] = out / f"{metric}_vs_severity.png"
+        atomic_write_bytes(paths["severity_plot"], png_bytes(figure))
+    return paths

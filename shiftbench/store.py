@@ -8,6 +8,7 @@ writing the same cell write the same file name, so nothing is duplicated. A reco
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +17,37 @@ import pandas as pd
 from shiftbench.cache import atomic_write_text
 
 FINAL_STATUSES = ("ok", "not_applicable")
+
+
+#: fields every record must have, and what ``cell`` must hold
+RECORD_FIELDS = ("key", "status", "cell")
+CELL_FIELDS = ("dataset", "dataset_options", "scenario", "model", "method", "hparams", "seed")
+STATUSES = ("ok", "failed", "not_applicable")
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a well-formed result record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        return f"missing fields {missing}"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    cell = record["cell"]
+    if not isinstance(cell, dict) or any(f not in cell for f in CELL_FIELDS):
+        return f"its cell lacks fields {[f for f in CELL_FIELDS if not isinstance(cell, dict) or f not in cell]}"
+    if record["status"] == "ok" and not isinstance(record.get("metrics"), dict):
+        return "status ok without a metrics object"
+    return None
+
+
+@dataclass
+class StoreScan:
+    """What a store holds: well-formed ``records`` and the files that are not (path, reason)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class RecordStore:
@@ -29,10 +61,9 @@ class RecordStore:
         return self.dir / f"{key}.json"
 
     def load(self, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path(key).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        """The well-formed record of ``key``, or None (missing, truncated or malformed)."""
+        record, _ = _read(self.path(key))
+        return record
 
     def is_done(self, key: str) -> bool:
         record = self.load(key)
@@ -41,19 +72,35 @@ class RecordStore:
     def write(self, record: dict[str, Any]) -> None:
         atomic_write_text(self.path(record["key"]), json.dumps(record, indent=1, sort_keys=True, default=str))
 
-    def records(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """All records (or those of ``keys`` that exist), sorted by key."""
-        if keys is None:
-            paths = sorted(self.dir.glob("*.json"))
-        else:
-            paths = [self.path(k) for k in sorted(set(keys))]
-        out = []
+    def scan(self, keys: Iterable[str] | None = None) -> StoreScan:
+        """All records (or those of ``keys`` that exist), sorted by key, and every unreadable file."""
+        paths = sorted(self.dir.glob("*.json")) if keys is None else [self.path(k) for k in sorted(set(keys))]
+        scan = StoreScan()
         for p in paths:
-            try:
-                out.append(json.loads(p.read_text()))
-            except (FileNotFoundError, json.JSONDecodeError):
-                continue
-        return out
+            record, problem = _read(p)
+            if record is not None:
+                scan.records.append(record)
+            elif problem is not None:
+                scan.unreadable.append((p, problem))
+        return scan
+
+    def records(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The well-formed records (see :meth:`scan` for the files that are not)."""
+        return self.scan(keys).records
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None), or (None, why it is unusable); (None, None) for a file that does not exist."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    problem = record_problem(record)
+    if problem is None and record["key"] != path.stem:
+        problem = f"its key {record['key']!r} does not match its file name"
+    return (None, f"malformed: {problem}") if problem else (record, None)
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

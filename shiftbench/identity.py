@@ -1,0 +1,114 @@
+"""The code a cell's result depends on, as hashes: part of every cell key and stored in its record.
+
+A cell's number is computed by four pieces of code: the method plugin, the model plugin (whose
+recipe decides the weights), the dataset adapter, and the harness that streams, runs and scores a
+cell (:data:`HARNESS_MODULES`). Each piece is hashed over its module *and every module of the same
+package it imports, transitively* (found by reading the import statements, so lazy imports inside
+functions count too and nothing depends on what happens to be imported already). Editing
+``methods/bn_adapt.py`` therefore changes the identity of ``bn_adapt``, ``tent`` and the label
+shift adapter (which import it) and of nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import inspect
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+#: modules that turn a (dataset, model, method) into a cell's metrics: scenarios and streams, the
+#: families' ``run``/``evaluate``, the metric code and the split types (with what they import)
+HARNESS_MODULES = ("shiftbench.families", "shiftbench.scenarios", "shiftbench.metrics", "shiftbench.dataset")
+
+
+@lru_cache(maxsize=None)
+def _source_path(module: str) -> Path | None:
+    """The ``.py`` file of ``module``, or None for a module that does not exist or has no source."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
+
+
+def _is_package(module: str) -> bool:
+    path = _source_path(module)
+    return path is not None and path.name == "__init__.py"
+
+
+def _imported_modules(module: str, path: Path) -> set[str]:
+    """Absolute names of the modules (and ``from X import name`` submodules) ``path`` imports."""
+    package = module if _is_package(module) else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+@lru_cache(maxsize=None)
+def module_closure(module: str) -> tuple[str, ...]:
+    """``module`` and every module of its top-level package that it imports, transitively (sorted)."""
+    root = module.split(".")[0]
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _source_path(name)
+        if path is None:
+            continue
+        seen.add(name)
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo.extend(p for p in parents if p not in seen)  # importing a.b.c runs a/__init__ and a/b/__init__
+        todo.extend(m for m in _imported_modules(name, path) if m.split(".")[0] == root and m not in seen)
+    return tuple(sorted(seen))
+
+
+@lru_cache(maxsize=None)
+def code_hash(modules: tuple[str, ...]) -> str:
+    """Hash of the sources of ``modules`` and everything they import within their packages."""
+    names = sorted({m for module in modules for m in module_closure(module)})
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}\n".encode())
+        h.update(_source_path(name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def plugin_code(cls: type) -> str:
+    """Code hash of a plugin class: its module and what it imports. Classes without a source file
+    (defined in a notebook or a test by hand) hash their qualified name and source if available."""
+    module = inspect.getmodule(cls)
+    if module is not None and _source_path(module.__name__) is not None:
+        return code_hash((module.__name__,))
+    try:
+        text = inspect.getsource(cls)
+    except (OSError, TypeError):
+        text = f"{cls.__module__}.{cls.__qualname__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def harness_code() -> str:
+    """Code hash of the harness that runs and scores every cell (:data:`HARNESS_MODULES`)."""
+    return code_hash(HARNESS_MODULES)
+
+
+def cell_identity(method: type, model: type, dataset: type) -> dict[str, Any]:
+    """The code identity of a cell: one hash per piece of code its result depends on."""
+    return {"method_code": plugin_code(method), "model_code": plugin_code(model),
+            "dataset_code": plugin_code(dataset), "harness_code": harness_code()}
