@@ -150,3 +150,60 @@ def test_avg_column_is_tested_on_group_means_so_marks_agree_with_the_shown_avera
     ref = long[(long["group"] == "avg") & (long["method"] == "source_only")].iloc[0]
     assert avg["delta"] == pytest.approx(avg["mean"] - ref["mean"])
     assert avg["delta"] < 0 and avg["n_pairs"] == 6  # 2 groups x 3 seeds
+
+
+def _one_group(values_by_method: dict[str, list[float]]) -> pd.DataFrame:
+    """Records of one (dataset, model, group, scenario) with the given per-seed accuracies per method."""
+    from leaderboard_fixtures import synthetic_records
+
+    base = synthetic_records(datasets=("digits",), seeds=(0,))[0]
+    records = []
+    for method, values in values_by_method.items():
+        for seed, value in enumerate(values):
+            cell = {**base["cell"], "method": method, "seed": seed}
+            records.append({**base, "key": f"{method}-{seed}", "cell": cell, "metrics": {"acc_avg": value}})
+    from shiftbench.store import records_frame
+
+    return records_frame(records)
+
+
+def test_fewer_than_three_seeds_show_their_values_and_identical_seeds_one_replicate():
+    long = full_leaderboard(_one_group({"source_only": [0.7, 0.7, 0.7], "lame": [0.8, 0.9, 0.85], "tent": [0.5]}))
+    test = long[long["group"] == "test"].set_index("method")
+    assert test.loc["source_only", "n_eff"] == 1 and np.isnan(test.loc["source_only", "ci95"])
+    text = marked_wide(long).set_index("method")
+    assert text.loc["source_only", "test"] == "70.0 (1 eff. of 3)"
+    assert text.loc["tent", "test"] == "1/3 cells"  # seeds 1 and 2 are missing
+    assert text.loc["source_only", "seeds"] == 3 and text.loc["lame", "seeds"] == 3
+    two = full_leaderboard(_one_group({"source_only": [0.7, 0.72], "lame": [0.8, 0.9]}))
+    lame = two[(two["group"] == "test") & (two["method"] == "lame")].iloc[0]
+    assert lame["n_seeds"] == 2 and np.isnan(lame["ci95"])
+    cell = marked_wide(two).set_index("method").loc["lame", "test"]
+    assert "±" not in cell and cell.startswith("85.0 (80.0, 90.0)")
+
+
+def test_intervals_never_leave_the_metric_range():
+    long = full_leaderboard(_one_group({"source_only": [1.0, 0.99, 0.94, 1.0]}))
+    row = long[long["group"] == "test"].iloc[0]
+    assert row["mean"] + row["ci95"] > 1.0 and row["high"] == 1.0 and row["low"] == pytest.approx(row["mean"] - row["ci95"])
+    cell = marked_wide(long)["test"].iloc[0]
+    assert cell.endswith(", 100.0]") and "±" not in cell
+
+
+def test_seed_invariant_differences_earn_no_mark():
+    """Identical pseudo-replicates (a deterministic method on a fixed target) must not look significant."""
+    long = full_leaderboard(_one_group({"source_only": [0.70, 0.70, 0.70], "lame": [0.75, 0.75, 0.75]}))
+    lame = long[(long["group"] == "test") & (long["method"] == "lame")].iloc[0]
+    assert lame["n_pairs"] == 1 and np.isnan(lame["p_value"]) and lame["significant"] == 0
+
+
+def test_an_incomplete_row_is_never_ranked_above_a_complete_one():
+    frame = synthetic_frame(datasets=("digits",))
+    drop = (frame["method"] == "better") & (frame["scenario"] == "test:bs64") & (frame["seed"] == 0)
+    frame.loc[drop, "status"] = "failed"
+    long = full_leaderboard(frame)
+    better = long[long["method"] == "better"].set_index("group")
+    assert not better.loc["test", "complete"] and not better.loc["avg", "complete"]
+    assert better["rank"].loc[["test", "avg"]].isna().all() and better.loc["id_test-c", "rank"] == 1
+    assert better.loc["avg", "n_cells"] == 20 and better.loc["avg", "n_expected"] == 21
+    assert long[(long["group"] == "avg") & long["rank"].notna()]["method"].nunique() == 3

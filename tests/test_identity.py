@@ -1,0 +1,82 @@
+"""Cell identity: a plugin's code hash covers every module of its package that it imports, transitively."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from shiftbench import identity
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A package ``idpkg``: ``a`` imports ``b`` inside a function, ``b`` imports ``c`` relatively, ``d`` is alone."""
+    root = tmp_path / "idpkg"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "a.py").write_text("def f():\n    from idpkg import b\n    return b\n")
+    (root / "b.py").write_text("from .c import VALUE\nimport json\n")
+    (root / "c.py").write_text("VALUE = 1\n")
+    (root / "d.py").write_text("import os\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield root
+    for cache in (identity._source_path, identity.module_closure, identity.code_hash):
+        cache.cache_clear()
+    for name in [m for m in sys.modules if m.startswith("idpkg")]:
+        del sys.modules[name]
+
+
+def clear() -> None:
+    for cache in (identity._source_path, identity.module_closure, identity.code_hash):
+        cache.cache_clear()
+
+
+def test_closure_follows_lazy_and_relative_imports_within_the_package(package):
+    assert identity.module_closure("idpkg.a") == ("idpkg", "idpkg.a", "idpkg.b", "idpkg.c")
+    assert identity.module_closure("idpkg.d") == ("idpkg", "idpkg.d")
+
+
+def test_editing_an_imported_module_changes_the_importers_hash_only(package):
+    a, d = identity.code_hash(("idpkg.a",)), identity.code_hash(("idpkg.d",))
+    (package / "c.py").write_text("VALUE = 2\n")
+    clear()
+    assert identity.code_hash(("idpkg.a",)) != a
+    assert identity.code_hash(("idpkg.d",)) == d
+
+
+def test_real_plugins_cover_the_shiftbench_modules_they_import():
+    tent = identity.module_closure("shiftbench.methods.tent")
+    assert "shiftbench.methods.bn_adapt" in tent and "shiftbench.families" in tent
+    assert "shiftbench.methods.bn_adapt" not in identity.module_closure("shiftbench.methods.source_only")
+    assert "shiftbench.monitoring" in identity.module_closure("shiftbench.methods.cbpe")
+    assert "shiftbench.scenarios" in identity.module_closure(identity.HARNESS_MODULES[1])
+
+
+@pytest.mark.parametrize("part", ["method_code", "model_code", "dataset_code", "harness_code"])
+def test_a_change_in_any_identity_part_changes_every_cell_key(part, monkeypatch, tmp_path):
+    from shiftbench import runner
+
+    cfg = {"dataset": {"name": "digits", "options": {}, "models": ["small_cnn"], "scenarios": [{"target": "test"}]},
+           "method": ["source_only"], "model": None, "seed": [0, 1], "grid": {}}
+    cells = runner.expand_cells(cfg)
+    before = {c.key for c in cells}
+    real = runner._identity(cells[0].method, cells[0].model, cells[0].dataset)
+    monkeypatch.setattr(runner, "_identity", lambda *names: {**real, part: real[part] + "x"})
+    assert not before & {c.key for c in cells}
+    assert cells[0].identity()[part].endswith("x")
+
+
+def test_records_of_other_code_are_stale_with_the_reason(tmp_path):
+    from shiftbench.collect import stale_reason
+    from shiftbench.runner import Cell, Scenario
+
+    cell = Cell("digits", "{}", Scenario(target="test"), "small_cnn", "source_only", "{}", 0)
+    record = {"key": cell.key, "status": "ok", "cell": cell.as_dict(), "identity": cell.identity(), "metrics": {}}
+    assert stale_reason(record) is None
+    old = {**record, "key": "0" * 20, "identity": {**cell.identity(), "method_code": "old"}}
+    assert stale_reason(old) == "method_code changed since it was recorded"
+    assert "before code identities" in stale_reason({**old, "identity": None})
+    assert "cannot be rebuilt" in stale_reason({**record, "cell": {**record["cell"], "method": "gone_method"}})
