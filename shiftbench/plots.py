@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from shiftbench.report import rank_cells, row_keys  # noqa: E402
+from shiftbench.report import rank_cells, row_keys, seed_scores  # noqa: E402
 
 #: scenario names of corrupted domains: ``<split>-c/<corruption>/<severity>`` before the first ``:``
 _CORRUPTED = re.compile(r"^[^:]*-c/(?P<corruption>[^/:+]+)/(?P<severity>\d+)(?::|$)")
@@ -34,17 +34,22 @@ def _label(row: pd.Series, keys: list[str]) -> str:
 
 
 def accuracy_vs_severity(frame: pd.DataFrame, metric: str = "acc_avg") -> Figure | None:
-    """Mean metric over corruptions and seeds at each severity, one line per method setting, one panel per
-    (dataset, model)."""
+    """Mean metric over corruptions and seeds at each severity, one line per method setting whose cells are
+    all ok (see :mod:`shiftbench.report`), one panel per (dataset, model)."""
     col = f"metric.{metric}"
     if frame.empty or col not in frame:
         return None
+    keys = row_keys(frame)
+    scores = seed_scores(frame, metric)
+    complete = scores[(scores["group"] == "avg") & scores["complete"]][keys].drop_duplicates()
     ok = frame[frame["status"] == "ok"]
+    if "scorer" in keys:
+        ok = ok.assign(scorer=ok["scorer"].fillna("").astype(str))
+    ok = ok.merge(complete, on=keys)  # a row with failed or missing cells would be averaged over what is left
     data = pd.concat([ok.reset_index(drop=True), corruption_fields(ok["scenario"]).reset_index(drop=True)], axis=1)
     data = data.dropna(subset=["severity", col])
     if data.empty:
         return None
-    keys = row_keys(frame)
     panels = list(data.groupby(["dataset", "model"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
     for ax, ((dataset, model), part) in zip(axes[0], panels):

@@ -92,3 +92,21 @@ def test_dry_run_estimates_time_from_stored_timings(tmp_path, cache_dir, capsys)
     assert f"{len(cells)} cells, 2 cached, {len(pending)} to compute" in out
     assert f"estimated time: {total:.0f} s" in out
     assert len(store.records()) == 2  # a dry run computes nothing
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_over_methods_collects_every_job_into_one_table(tmp_path, cache_dir):
+    """The end-of-sweep collector must resolve the sweep config (no ``hydra.job.num`` outside a job) and
+    tabulate every job's method, not just the last one's."""
+    cmd = [str(Path(sys.executable).with_name("shiftbench")), "run", "-m", "experiment=smoke", "experiment_name=mr",
+           "method=source_only,bn_adapt", "seed=[0]", f"store_dir={tmp_path / 'store'}",
+           "dataset.scenarios=[{target:test}]", f"results_dir={tmp_path / 'results'}", f"cache_dir={cache_dir}",
+           "progress=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SHIFTBENCH_CACHE_DIR": str(cache_dir)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Error" not in done.stderr, done.stderr[-3000:]
+    import pandas as pd
+
+    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    assert set(board["method"]) == {"source_only", "bn_adapt"}
