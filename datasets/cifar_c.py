@@ -30,6 +30,8 @@ class CifarC(Dataset):
     download_command = ("mkdir -p <root_dir> && curl -L https://zenodo.org/record/2535967/files/CIFAR-10-C.tar "
                         "| tar -x -C <root_dir>")
     size: ClassVar[str] = "about 2.9 GB"
+    visible_metadata = ("corruption", "severity")
+    target_only = True
 
     def __init__(self, root_dir: str = "data", **options: Any):
         super().__init__(root_dir=root_dir, **options)
@@ -57,6 +59,10 @@ class CifarC(Dataset):
             for severity in SEVERITIES:
                 rows = slice((severity - 1) * per_severity, severity * per_severity)
                 self._add_split(path.stem, severity, images[rows], labels[rows], path)
+
+    def disjoint_pools(self) -> list[list[str]]:
+        """None: every split holds the same test images under another corruption."""
+        return []
 
     def _add_split(self, corruption: str, severity: int, images: np.ndarray, y: np.ndarray, path: Path) -> None:
         key = f"{corruption}/{severity}"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
@@ -29,8 +31,7 @@ class LazySplits(Mapping):
         return self._ready[name]
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._ready
-        yield from self._pending
+        yield from [*self._ready, *self._pending]  # a snapshot: building a split while iterating moves it
 
     def __len__(self) -> int:
         return len(self._ready) + len(self._pending)
@@ -63,6 +64,8 @@ class Corrupted(Dataset):
         pending = {f"{c}/{s}": (lambda c=c, s=s: corrupted_split(clean, c, int(s), cache, preset))
                    for c in names for s in severities}
         self.n_classes, self.grouper, self.class_names = source.n_classes, source.grouper, source.class_names
+        self.visible_metadata = (*source.visible_metadata, "corruption", "severity")
+        self.source = source
         self.splits = LazySplits(source.splits, pending)
         self._fingerprint = stable_hash({"base": source.fingerprint, "split": split, "corrupted": sorted(pending),
                                          "preset": preset, "code": code_fingerprint()})
@@ -70,3 +73,11 @@ class Corrupted(Dataset):
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    def example_ids(self, key: str) -> np.ndarray:
+        """The base dataset's ids on its own splits; input-byte hashes on the corrupted ones."""
+        return self.source.example_ids(key) if key in self.source.splits else super().example_ids(key)
+
+    def disjoint_pools(self) -> list[list[str]]:
+        """The base dataset's pools: a corrupted split holds the same examples as the split it corrupts."""
+        return self.source.disjoint_pools()

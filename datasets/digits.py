@@ -38,7 +38,8 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 def stratified_parts(y: np.ndarray, sizes: list[int], seed: int) -> list[np.ndarray]:
-    """Split indices into consecutive parts of the given sizes, each with (nearly) the class mix of ``y``."""
+    """Split indices into parts of the given sizes, each with (nearly) the class mix of ``y`` and in a
+    seeded random order (never the pool's order: MNIST 5k, for one, is sorted by class)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     # rank each example within its class (j + u) / n_c: sorting by rank interleaves the classes,
@@ -49,7 +50,7 @@ def stratified_parts(y: np.ndarray, sizes: list[int], seed: int) -> list[np.ndar
         ranks[members] = (np.arange(len(members)) + rng.random()) / len(members)
     order = order[np.argsort(ranks[order], kind="stable")]
     bounds = np.cumsum([0, *sizes])
-    return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [rng.permutation(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class Digits(Dataset):
@@ -57,6 +58,7 @@ class Digits(Dataset):
 
     name = "digits"
     input_kind = "image"
+    visible_metadata = ("domain",)
 
     def __init__(self, split_seed: int = 0, n_train: int = 3000, n_val: int = 1000, n_test: int = 1000):
         super().__init__(split_seed=split_seed, n_train=n_train, n_val=n_val, n_test=n_test)

@@ -4,6 +4,7 @@ Layout: ``<root_dir>/<corruption>/<severity>/<wnid>/*.JPEG`` (``root_dir`` defau
 ``data/ImageNet-C`` and ``data/Tiny-ImageNet-C``). Every corruption x severity present is a split
 named ``"<corruption>/<severity>"`` with metadata columns ``corruption``, ``severity``, ``wnid``
 and ``y``; labels index the sorted class folders (WordNet ids), as torchvision's ImageFolder does.
+Examples are ordered by file name (``ILSVRC2012_val_<n>``), not by class folder.
 Images are decoded on demand to uint8 (N, H, W, 3). ``corruptions`` / ``severities`` restrict
 which folders are scanned (listing all of ImageNet-C's 3.75 million files takes a while).
 """
@@ -43,6 +44,8 @@ class ImageNetC(Dataset):
     download_command = ("for part in blur digital extra noise weather; do curl -L "
                         "https://zenodo.org/record/2235448/files/$part.tar | tar -x -C <root_dir>; done")
     size: ClassVar[str] = "about 65 GB in five archives"
+    visible_metadata = ("corruption", "severity")  # not ``wnid``: the class folder
+    target_only = True
 
     def __init__(self, root_dir: str | None = None, corruptions: Sequence[str] | None = None,
                  severities: Sequence[int] | None = None, **options: Any):
@@ -68,6 +71,10 @@ class ImageNetC(Dataset):
         for corruption, severity, folder in folders:
             self._add_split(corruption, severity, folder, label)
 
+    def disjoint_pools(self) -> list[list[str]]:
+        """None: every split holds the same validation images under another corruption."""
+        return []
+
     def _add_split(self, corruption: str, severity: int, folder: Path, label: dict[str, int]) -> None:
         paths, wnids = [], []
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -77,6 +84,8 @@ class ImageNetC(Dataset):
             files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             paths += files
             wnids += [class_dir.name] * len(files)
+        order = sorted(range(len(paths)), key=lambda i: (paths[i].name, wnids[i]))
+        paths, wnids = [paths[i] for i in order], [wnids[i] for i in order]
         key = f"{corruption}/{severity}"
         y = np.array([label[w] for w in wnids], dtype=np.int64)
         meta = pd.DataFrame({"corruption": corruption, "severity": severity, "wnid": wnids, "y": y})

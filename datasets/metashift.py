@@ -7,7 +7,9 @@ Data layout under ``root_dir`` (default ``data/metashift``):
 - ``allImages/images/<id>.jpg`` — the Visual Genome / GQA images.
 
 Datasets (images are uint8 (N, S, S, 3), RGB, resized to ``image_size``, read lazily; metadata
-has ``image_id``, ``y``, ``class`` and ``context``; rows are sorted by class and image id):
+has ``image_id``, ``y``, ``class`` and ``context``; rows are in image-id order, never by class;
+methods see only the columns each dataset declares in ``visible_metadata``: ``class`` is the label,
+and ``context`` is visible only where it does not reveal the class):
 
 - ``metashift/catdog-d0.44`` / ``-d0.71`` / ``-d1.12`` / ``-d1.43`` — the paper's Cat-vs-Dog domain
   generalisation experiments: train on cat(sofa + bed) and one pair of dog communities, test on
@@ -177,6 +179,7 @@ class MetaShiftDataset(Dataset):
     download_command = DOWNLOAD_COMMAND
     input_kind = "image"
     class_order: ClassVar[tuple[str, ...]] = ("cat", "dog")
+    id_column = "image_id"
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0, **options: Any):
         super().__init__(root_dir=root_dir, image_size=image_size, seed=seed, **options)
@@ -215,8 +218,9 @@ class MetaShiftDataset(Dataset):
         return load
 
     def _add_split(self, name: str, frame: pd.DataFrame) -> None:
-        """A split from a frame with columns ``image_id``, ``y`` and metadata (rows sorted by class, image id)."""
-        frame = frame.sort_values(["y", "image_id"], kind="stable").reset_index(drop=True)
+        """A split from a frame with columns ``image_id``, ``y`` and metadata, rows in image-id order (Visual
+        Genome ids say nothing of the class)."""
+        frame = frame.sort_values("image_id", kind="stable").reset_index(drop=True)
         ids = frame["image_id"].to_numpy()
         fp = stable_hash({"dataset": self.name, "split": name, "size": self.image_size,
                           "rows": frame.astype(str).to_numpy().tolist()})
@@ -246,6 +250,8 @@ class MetaShiftDataset(Dataset):
 
 class _CatDogDomainGeneralisation(MetaShiftDataset):
     abstract = True
+    # nothing visible: ``context`` is a function of the class in training (sofa+bed <-> cat)
+    visible_metadata = ()
     dog_pair: ClassVar[tuple[str, str]]
     paper_distance: ClassVar[float]
 
@@ -323,6 +329,8 @@ class CatDogIndoorOutdoor(MetaShiftDataset):
     """
 
     name = "metashift/catdog-indoor-outdoor"
+    # indoor / outdoor, the attribute the groups are made of; both classes occur in both
+    visible_metadata = ("context",)
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  num_minority: int = 100, minority_size: int = 294, majority_size: int = 994, test_size: int = 144):
@@ -378,6 +386,8 @@ class MetaShiftContexts(MetaShiftDataset):
     """
 
     name = "metashift/contexts"
+    # nothing visible: many contexts (and so their distances) exist for one class only
+    visible_metadata = ()
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  classes: list[str] | tuple[str, ...] = ("cat", "dog"), test_context: str = "shelf",

@@ -4,8 +4,9 @@ time (carrier, origin, scheduled hour, weekday, distance, weather at the origin 
 
 Natural temporal shift: the source is the first ``source_months`` of 2013 (``train`` / ``id_val``
 / ``id_test``, stratified 60/20/20, seeded); ``val`` is the next month and ``test`` the remaining
-months. Metadata carries ``month``, ``day``, ``origin``, ``carrier`` and ``time_hour`` so chunks
-can follow the calendar and groups the airports. Cancelled flights (no arrival delay) are dropped.
+months. Metadata carries ``month``, ``day``, ``origin``, ``carrier`` and ``time_hour`` (visible to
+methods) so chunks can follow the calendar and groups the airports, and ``flight_row`` (the example's
+id). Cancelled flights (no arrival delay) are dropped.
 The data files are read straight from the installed package (its ``__init__`` needs
 ``pkg_resources``, which recent setuptools no longer ships).
 """
@@ -63,6 +64,9 @@ class NYCFlights(Dataset):
 
     name = "nycflights"
     input_kind = "tabular"
+    visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
+    #: identical feature rows occur for distinct flights, so examples are identified by their table row
+    id_column = "flight_row"
 
     def __init__(self, source_months: int = 4, split_seed: int = 0, max_per_month: int | None = None):
         super().__init__(source_months=source_months, split_seed=split_seed, max_per_month=max_per_month)
@@ -76,7 +80,7 @@ class NYCFlights(Dataset):
         y = (df["arr_delay"] > 15).to_numpy(np.int64)
         source = np.flatnonzero(df["month"].to_numpy() <= source_months)
         x = features(df, df.loc[source, WEATHER].median())
-        meta = df[["month", "day", "origin", "carrier", "time_hour"]].assign(y=y)
+        meta = df[["month", "day", "origin", "carrier", "time_hour"]].assign(flight_row=np.arange(len(df)), y=y)
         self.n_classes, self.class_names = 2, ["on_time", "delayed"]
         self.grouper = Grouper(["origin"])
         n = len(source)

@@ -22,6 +22,9 @@ class NYCFlightsAirports(Dataset):
 
     name = "nycflights_airports"
     input_kind = "tabular"
+    visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
+    #: identical feature rows occur for distinct flights, so examples are identified by their table row
+    id_column = "flight_row"
 
     def __init__(self, source_origin: str = "EWR", target_origin: str = "LGA", months: tuple[int, ...] = (1, 2, 3),
                  max_per_airport: int | None = 3000, seed: int = 0):
@@ -38,7 +41,7 @@ class NYCFlightsAirports(Dataset):
         y = (df["arr_delay"] > 15).to_numpy(np.int64)
         is_source = (df["origin"] == source_origin).to_numpy()
         x = features(df, df.loc[is_source, WEATHER].median())
-        meta = df[["month", "day", "origin", "carrier", "time_hour"]].assign(y=y)
+        meta = df[["month", "day", "origin", "carrier", "time_hour"]].assign(flight_row=np.arange(len(df)), y=y)
         self.n_classes, self.class_names = 2, ["on_time", "delayed"]
         self.grouper = Grouper(["carrier"])
         index = {**labelled_parts({"train": 0.6, "id_val": 0.2, "id_test": 0.2}, np.flatnonzero(is_source), y, seed),

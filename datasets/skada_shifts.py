@@ -22,6 +22,7 @@ class SkadaShift(Dataset):
 
     name = "skada_shift"
     input_kind = "tabular"
+    visible_metadata = ("domain",)
 
     def __init__(self, shift: str = "covariate_shift", n_samples: int = 100, noise: float | None = None, seed: int = 0):
         super().__init__(shift=shift, n_samples=n_samples, noise=noise, seed=seed)

@@ -266,6 +266,9 @@ class WildsDataset(Dataset):
     #: metadata files (relative to the data folder) -> column -> kind, checked when WILDS fails to parse them
     metadata_schema: ClassVar[dict[str, dict[str, str]]] = {}
     metadata_read_options: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: which of WILDS' ``metadata_fields`` a method may see (the domain attributes; never ``y`` nor a
+    #: field derived from it), declared per dataset
+    visible_metadata: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -289,6 +292,8 @@ class WildsDataset(Dataset):
         self.metadata_maps: dict[str, list[Any]] = {k: list(v) for k, v in (self.wilds.metadata_map or {}).items()}
         eval_fields = getattr(getattr(self.wilds, "_eval_grouper", None), "groupby_fields", None)
         self.grouper = Grouper(self.group_fields or eval_fields or [])
+        #: each split's indices into the WILDS dataset (its examples' ids)
+        self.pool_indices: dict[str, np.ndarray] = {}
         self._build_splits()
         if as_flag(unlabelled) and self.wilds_unlabeled_class is not None:
             self._build_unlabelled()
@@ -352,6 +357,7 @@ class WildsDataset(Dataset):
                 continue
             y = _y_of(self.wilds, indices, self.task)
             metadata = self._metadata_frame(self.wilds, indices)
+            self.pool_indices[split] = indices
             self.splits[split] = Split(split, y, metadata, load_inputs=self._inputs(self.wilds, indices, split),
                                        fingerprint=self._fingerprint(split, indices, y, metadata.to_numpy()),
                                        task=self.task)
@@ -368,8 +374,14 @@ class WildsDataset(Dataset):
                 continue
             metadata = self._metadata_frame(self.wilds_unlabeled, indices).drop(columns=["y"], errors="ignore")
             fp = self._fingerprint(split, indices, metadata.to_numpy())
+            visible = metadata[[c for c in self.visible_metadata if c in metadata.columns]]
             self.unlabelled[split] = UnlabelledSplit(split, len(indices),
-                                                     self._inputs(self.wilds_unlabeled, indices, split), metadata, fp)
+                                                     self._inputs(self.wilds_unlabeled, indices, split), visible, fp)
+
+    def example_ids(self, key: str) -> np.ndarray:
+        """The examples' indices into the WILDS dataset (all splits index one pool)."""
+        self.split(key)
+        return self.pool_indices[key]
 
     # -- evaluation -----------------------------------------------------------------------------
 
@@ -428,6 +440,7 @@ class Camelyon17(WildsDataset):
     wilds_class = "wilds.datasets.camelyon17_dataset:Camelyon17Dataset"
     wilds_unlabeled_class = "wilds.datasets.unlabeled.camelyon17_unlabeled_dataset:Camelyon17UnlabeledDataset"
     input_kind, default_image_size = "image", 96
+    visible_metadata = ("hospital", "slide")
     metadata_schema = {"metadata.csv": {"patient": "str", "node": "int", "x_coord": "int", "y_coord": "int",
                                         "tumor": "int", "slide": "int", "center": "int", "split": "int"}}
 
@@ -440,6 +453,7 @@ class Waterbirds(WildsDataset):
     headline_metric = "acc_wg"
     evaluator = staticmethod(official.waterbirds)
     input_kind = "image"
+    visible_metadata = ("background",)
     metadata_schema = {"metadata.csv": {"img_filename": "str", "y": "int", "place": "int", "split": "int"}}
 
 
@@ -450,6 +464,7 @@ class CelebA(WildsDataset):
     wilds_class = "wilds.datasets.celebA_dataset:CelebADataset"
     headline_metric = "acc_wg"
     input_kind = "image"
+    visible_metadata = ("male",)
     metadata_schema = {"list_attr_celeba.csv": {"image_id": "str", "Blond_Hair": "int", "Male": "int"},
                        "list_eval_partition.csv": {"partition": "int"}}
 
@@ -464,6 +479,8 @@ class IWildCam(WildsDataset):
     evaluator = staticmethod(official.iwildcam)
     input_kind, default_image_size = "image", 448
     group_fields = ["location"]
+    # not ``sequence``: the images of one camera-trap burst show the same animal
+    visible_metadata = ("location", "year", "month")
     metadata_schema = {"metadata.csv": {"split": "str", "filename": "str", "y": "int", "location_remapped": "int",
                                         "sequence_remapped": "int", "datetime": "datetime"}}
 
@@ -478,6 +495,7 @@ class FMoW(WildsDataset):
     evaluator = staticmethod(official.fmow)
     input_kind = "image"
     group_fields = ["region"]
+    visible_metadata = ("region", "year")
     metadata_schema = {"rgb_metadata.csv": {"split": "str", "timestamp": "datetime", "country_code": "str",
                                             "category": "str"},
                        "country_code_mapping.csv": {"alpha-3": "str", "region": "str"}}
@@ -489,6 +507,8 @@ class RxRx1(WildsDataset):
     wilds_name = "rxrx1"
     wilds_class = "wilds.datasets.rxrx1_dataset:RxRx1Dataset"
     input_kind, default_image_size = "image", 256
+    # not ``well``: within an experiment and plate, the well fixes the siRNA (the label)
+    visible_metadata = ("cell_type", "experiment", "plate", "site")
     metadata_schema = {"metadata.csv": {"dataset": "str", "experiment": "str", "plate": "int", "well": "str",
                                         "site": "int", "cell_type": "str", "sirna_id": "int"}}
 
@@ -506,6 +526,7 @@ class GlobalWheat(WildsDataset):
     task, headline_metric = "detection", "detection_acc_avg_dom"
     evaluator = staticmethod(official.globalwheat)
     input_kind, default_image_size = "image", 1024
+    visible_metadata = ("session", "country", "location", "stage")
     metadata_schema = {name: {"image_name": "str", "domain": "int", "BoxesString": "str"}
                        for name in ("official_train.csv", "official_val.csv", "official_test.csv")}
 
@@ -520,6 +541,9 @@ class CivilComments(WildsDataset):
     evaluator = staticmethod(official.civilcomments)
     input_kind = "text"
     group_fields = ["black", "y"]
+    # the identities only: the auxiliary fields (severe_toxicity, obscene, insult ...) are toxicity labels
+    visible_metadata = ("male", "female", "LGBTQ", "christian", "muslim", "other_religions", "black", "white",
+                        "identity_any")
     metadata_schema = {"all_data_with_identities.csv": {
         "comment_text": "str", "split": "str", "toxicity": "float",
         **{c: "float" for c in ("male", "female", "LGBTQ", "christian", "muslim", "other_religions", "black", "white",
@@ -536,6 +560,7 @@ class Amazon(WildsDataset):
     headline_metric = "10th_percentile_acc"
     evaluator = staticmethod(official.amazon)
     input_kind = "text"
+    visible_metadata = ("user", "product", "category", "year")
     metadata_schema = {"reviews.csv": {"reviewerID": "str", "asin": "str", "category": "str", "reviewYear": "int",
                                        "overall": "int", "unixReviewTime": "int"},
                        "splits/user.csv": {"split": "int"}}
@@ -553,6 +578,7 @@ class Poverty(WildsDataset):
     task, headline_metric = "regression", "r_wg"
     evaluator = staticmethod(official.poverty)
     input_kind = "multispectral"
+    visible_metadata = ("urban", "country")
     metadata_schema = {"dhs_metadata.csv": {"wealthpooled": "float", "country": "str"}}
 
 
@@ -568,6 +594,8 @@ class Py150(WildsDataset):
     evaluator = staticmethod(official.py150)
     input_kind = "tokens"
     group_fields = ["repo"]
+    # not ``tok_<i>_type``: the kinds of the target tokens
+    visible_metadata = ("repo",)
     requires = {"transformers": "transformers"}
 
 
@@ -583,6 +611,7 @@ class OGBMolPCBA(WildsDataset):
     task, headline_metric = "multitask", "ap"
     evaluator = staticmethod(official.ogb_molpcba)
     input_kind = "graph"
+    visible_metadata = ("scaffold",)
     requires = {"torch_geometric": "torch_geometric", "ogb": "ogb"}
 
     def _require_data(self, wilds_cls: type, version: str) -> Path:

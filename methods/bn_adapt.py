@@ -72,7 +72,7 @@ class BNAdapt(ModelAdapter):
         self.momentum = momentum
         self.prior = prior
 
-    def not_applicable(self, model, dataset) -> str | None:
+    def not_applicable(self, model, data) -> str | None:
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
     def setup(self, network: nn.Module, task: Task) -> None:

@@ -158,7 +158,7 @@ class LabelShiftAdapter(ModelAdapter):
         self.hidden = hidden
         self.train_steps = train_steps
 
-    def not_applicable(self, model, dataset) -> str | None:
+    def not_applicable(self, model, data) -> str | None:
         if self.base != "none" and not model.has_batchnorm():
             return f"base {self.base!r} needs BatchNorm layers; model {model.name!r} has none"
         return None

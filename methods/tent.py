@@ -93,7 +93,7 @@ class TentAdapter(ModelAdapter):
         self.steps = steps
         self.episodic = episodic
 
-    def not_applicable(self, model, dataset) -> str | None:
+    def not_applicable(self, model, data) -> str | None:
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
     def setup(self, network: nn.Module, task: Task) -> None:

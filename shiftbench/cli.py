@@ -1,4 +1,5 @@
-"""The ``shiftbench`` command: run, list, data, table, reproduce, regress, new-method, check-method."""
+"""The ``shiftbench`` command: run, list, data, table, reproduce, regress, new-method, check-method,
+check-dataset."""
 
 from __future__ import annotations
 
@@ -90,10 +91,23 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def dataset_options(pairs: list[str]) -> dict[str, object]:
+    """``-o KEY=VALUE`` pairs as dataset options, each value read as a YAML scalar (``n_train=1000`` is an int)."""
+    import yaml
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ShiftbenchError(f"dataset option {pair!r} is not KEY=VALUE (e.g. -o root_dir=data)")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
 def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench import datasets
 
-    options = dict(o.split("=", 1) for o in args.option)
+    options = dataset_options(args.option)
     if args.action == "info":
         ds = datasets.load(args.name, **options)
         print(f"{args.name}: {ds.n_classes} classes, groups by {ds.grouper.columns or '(none)'}")
@@ -175,6 +189,20 @@ def cmd_check_method(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if failed else 0
 
 
+def cmd_check_dataset(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench import datasets
+    from shiftbench.dataset_contract import check_dataset
+
+    results = check_dataset(datasets.load(args.name, **dataset_options(args.option)), args.check or None)
+    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+    for r in results:
+        print(f"{marks[r.status]}  {r.check}" + (f"\n      {r.message}" if r.message else ""))
+    failed = [r.check for r in results if r.status == "failed"]
+    print(f"{args.name}: {len(results) - len(failed)}/{len(results)} checks passed or skipped"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shiftbench", description="Evaluate methods under distribution shift.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("name")
     check.add_argument("--check", action="append", help="run only this check (repeatable)")
     check.set_defaults(func=cmd_check_method)
+
+    check_data = sub.add_parser("check-dataset", help="run the dataset contract suite on a built dataset")
+    check_data.add_argument("name")
+    check_data.add_argument("--option", "-o", action="append", default=[],
+                            help="dataset option KEY=VALUE, VALUE read as YAML (e.g. -o n_train=1000)")
+    check_data.add_argument("--check", action="append", help="run only this check (repeatable)")
+    check_data.set_defaults(func=cmd_check_dataset)
     return parser
 
 

@@ -69,6 +69,7 @@ class ContractDataset(Dataset):
 
     name = "contract-synthetic"
     input_kind = "tabular"
+    visible_metadata = ("domain",)
 
     def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False, **options: Any):
         super().__init__(**options)
@@ -133,7 +134,7 @@ def contract_task(dataset: ContractDataset, cache_dir: Path, batch_size: int = 2
     order = np.random.default_rng(seed).permutation(len(split))
     batches = [order[i:i + batch_size] for i in range(0, len(split), batch_size)]
     model = contract_model()
-    task = Task(dataset.n_classes, split.unlabelled(), batches, seed, model, ArrayCache(cache_dir),
+    task = Task(dataset.n_classes, dataset.label_free(split), batches, seed, model, ArrayCache(cache_dir),
                 {k: dataset.splits[k] for k in ("train", "id_val")})
     return task, model
 
@@ -268,7 +269,7 @@ CHECKS: dict[str, Callable[[type, Path], None]] = {
 def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
     """Run one named check on a plugin class and report passed / failed / skipped (not applicable)."""
     if check not in ("interface", "config_roundtrip"):
-        reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset())
+        reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset().facts())
         if reason:
             return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")
     try:

@@ -3,7 +3,9 @@
 A dataset adapter subclasses :class:`Dataset`, sets ``name`` (the registry key, e.g. ``"digits"``
 or ``"wilds/camelyon17"``) and fills ``self.splits`` in ``__init__``. Split names follow WILDS:
 ``train`` (labelled source), ``id_val``/``id_test`` (held-out source), ``val``/``test`` (shifted).
-Methods never receive a :class:`Split`; they receive an :class:`UnlabelledSplit`, which has no ``y``.
+Methods never receive a :class:`Split`; they receive an :class:`UnlabelledSplit`, which has no ``y``
+and only the metadata columns the dataset declares visible (``Dataset.visible_metadata``, an
+allow-list), built by :meth:`Dataset.label_free`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,22 @@ def fingerprint_arrays(*arrays: np.ndarray) -> str:
         h.update(f"{a.shape}{a.dtype}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:16]
+
+
+#: metadata columns the harness's scenarios add to a target split (``scenarios.corrupted_split``):
+#: domain facts, visible to methods on every dataset
+SCENARIO_METADATA: tuple[str, ...] = ("corruption", "severity")
+#: columns that hold the label; never visible, whatever a dataset declares
+LABEL_COLUMNS: tuple[str, ...] = ("y", "label")
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a method may know about a dataset before it runs (``Method.not_applicable``): no data, no labels."""
+
+    name: str
+    input_kind: str
+    n_classes: int
 
 
 @dataclass
@@ -105,14 +123,27 @@ class Split:
         return Split(name or self.name, self.y[index], self.metadata.iloc[index],
                      load_inputs=lambda i: parent(index[i]), fingerprint=fp, task=self.task)
 
-    def unlabelled(self) -> UnlabelledSplit:
-        """The label-free view handed to methods and unsupervised scorers."""
-        meta = self.metadata.drop(columns=[c for c in ("y", "label") if c in self.metadata], errors="ignore")
+    def unlabelled(self, visible: Sequence[str] = ()) -> UnlabelledSplit:
+        """The label-free view handed to methods and unsupervised scorers: the inputs and only the
+        metadata columns named in ``visible`` (an allow-list; those the split lacks are skipped).
+        Build it with :meth:`Dataset.label_free`, which passes the dataset's declared columns."""
+        leaked = sorted(set(visible) & set(LABEL_COLUMNS))
+        if leaked:
+            raise ShiftbenchError(f"split {self.name!r}: label columns {leaked} cannot be visible metadata; "
+                                  f"remove them from the dataset's visible_metadata")
+        meta = self.metadata[[c for c in dict.fromkeys(visible) if c in self.metadata.columns]]
         # hand over the inputs alone, not a bound method of this split (which would reach self.y)
         x, load = self.x, self.load_inputs
         inputs = load if x is None else x.__getitem__
         return UnlabelledSplit(self.name, len(self), lambda index: inputs(_as_index(index, len(meta))), meta,
                                self.fingerprint)
+
+
+def _example_bytes(example: Any) -> bytes:
+    """The content of one input (an array row, a string, a graph object) as bytes, for its id."""
+    if isinstance(example, np.ndarray) and example.dtype != object:
+        return f"{example.shape}{example.dtype}".encode() + np.ascontiguousarray(example).tobytes()
+    return repr(example).encode()
 
 
 def _as_index(index: np.ndarray | slice | None, n: int) -> np.ndarray | slice:
@@ -149,6 +180,14 @@ class Dataset:
     input_kind: ClassVar[str] = "image"
     #: Hydra-visible options of ``__init__`` and their defaults (shown by ``shiftbench list``).
     download_command: ClassVar[str | None] = None
+    #: metadata columns a method may see (domain attributes that do not reveal ``y``): an allow-list;
+    #: ``SCENARIO_METADATA`` (corruption, severity) is visible on top
+    visible_metadata: ClassVar[tuple[str, ...]] = ()
+    #: a dataset of targets only (pre-generated corruptions of a test set, for pretrained models): no train split
+    target_only: ClassVar[bool] = False
+    #: a metadata column holding a stable example id (unique within the pool the splits are drawn
+    #: from); ``None``: examples are identified by the bytes of their inputs (:meth:`example_ids`)
+    id_column: ClassVar[str | None] = None
 
     def __init__(self, **options: Any):
         self.options = options
@@ -166,6 +205,31 @@ class Dataset:
         for key in sorted(self.splits):
             h.update(f"{key}:{self.splits[key].fingerprint};".encode())
         return h.hexdigest()[:16]
+
+    def label_free(self, split: Split) -> UnlabelledSplit:
+        """The view of ``split`` a method receives: inputs and the declared visible metadata, no ``y``."""
+        return split.unlabelled((*self.visible_metadata, *SCENARIO_METADATA))
+
+    def facts(self) -> DataFacts:
+        """The label-free facts a method's ``not_applicable`` decides on."""
+        return DataFacts(self.name, self.input_kind, int(self.n_classes))
+
+    def example_ids(self, key: str) -> np.ndarray:
+        """A stable id per example of split ``key``, equal for the same example in two splits: the
+        ``id_column`` values where the dataset declares one, else a hash of each example's input bytes."""
+        s = self.split(key)
+        if self.id_column is not None:
+            return s.metadata[self.id_column].astype(str).to_numpy()
+        ids = []
+        for start in range(0, len(s), 1024):
+            batch = s.inputs(np.arange(start, min(start + 1024, len(s))))
+            ids += [hashlib.sha256(_example_bytes(v)).hexdigest() for v in batch]
+        return np.array(ids, dtype=object)
+
+    def disjoint_pools(self) -> list[list[str]]:
+        """Groups of splits drawn from one pool without replacement, whose examples must not overlap
+        (checked by the dataset contract); by default all labelled splits form one group."""
+        return [list(self.splits)]
 
     def split(self, name: str) -> Split:
         """The split called ``name``; a clear error lists the ones this dataset has."""

@@ -26,7 +26,7 @@ import torch
 
 from shiftbench.arrays import check_matrix, check_probs, softmax
 from shiftbench.cache import ArrayCache
-from shiftbench.dataset import Dataset, Split, UnlabelledSplit
+from shiftbench.dataset import DataFacts, Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
 from shiftbench.models import SourceModel
 
@@ -105,8 +105,9 @@ class Method(ABC):
         """Current hyperparameters (scikit-learn convention)."""
         return {k: getattr(self, k) for k in self.default_hyperparameters()}
 
-    def not_applicable(self, model: SourceModel, dataset: Dataset) -> str | None:
-        """A reason why this method cannot run with ``model`` on ``dataset``, or ``None``."""
+    def not_applicable(self, model: SourceModel, data: DataFacts) -> str | None:
+        """A reason why this method cannot run with ``model`` (e.g. ``model.has_batchnorm()``) on data
+        described by ``data`` (name, input kind, number of classes; never the labelled dataset), or ``None``."""
         return None
 
     @abstractmethod

@@ -166,12 +166,12 @@ class Runner:
         extra = {"data_hash": dataset.fingerprint, "model_hash": model.fingerprint, "model_weights": model.pretrained}
         try:
             method = method_registry.load(cell.method, **json.loads(cell.hparams))
-            reason = method.not_applicable(model, dataset)
+            reason = method.not_applicable(model, dataset.facts())
             if reason:
                 self._write(cell, "not_applicable", error=reason, **extra)
                 return "not_applicable"
             split = cell.scenario.target_split(dataset, self.cache, cell.seed)
-            task = Task(dataset.n_classes, split.unlabelled(), cell.scenario.batches(split.y, cell.seed), cell.seed,
+            task = Task(dataset.n_classes, dataset.label_free(split), cell.scenario.batches(split.y, cell.seed), cell.seed,
                         model, self.cache, {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
             np.random.seed(cell.seed)
             torch.manual_seed(cell.seed)

@@ -2,8 +2,9 @@
 set of image ids) naming every subset the MetaShift tasks use, and ``allImages/images/<id>.jpg``.
 
 Each subset gets three images of its own; the subsets of a community share one more image (so the
-overlap graph has edges) and the dog communities are chained by bridge images; ``cat(dog)`` holds two images that are also in cat and dog subsets (the
-ambiguous images MetaShift drops). Cats are reddish, dogs bluish.
+overlap graph has edges) and the dog communities are chained by bridge images; ``cat(dog)`` holds two
+images that are also in cat and dog subsets (the ambiguous images MetaShift drops). Cats are reddish,
+dogs bluish. Image ids are numbers in a shuffled order, as Visual Genome's are: they say nothing of the class.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def build(root: Path, images: bool = True) -> dict[str, set[str]]:
     subsets["cat(sofa)"] |= {DUPES[0]}
     subsets["dog(bed)"] |= {DUPES[1]}
     subsets["dog(shelf)"] |= {DUPES[0]}
+    subsets, cats = _numbered(subsets)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ms.SUBSETS_FILE, "wb") as f:
         pickle.dump(subsets, f)
@@ -51,7 +53,16 @@ def build(root: Path, images: bool = True) -> dict[str, set[str]]:
         folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
         for image_id in sorted(set().union(*subsets.values())):
-            base = np.array([200, 50, 50] if image_id.startswith("cat") else [50, 50, 200], dtype=float)
+            base = np.array([200, 50, 50] if image_id in cats else [50, 50, 200], dtype=float)
             pixels = np.clip(base + rng.normal(0, 15, (8, 8, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{image_id}.jpg", format="JPEG")
     return subsets
+
+
+def _numbered(subsets: dict[str, set[str]]) -> tuple[dict[str, set[str]], set[str]]:
+    """The subsets with every image (but the named ``DUPES``) renamed to a number, numbers dealt in a
+    seeded random order; and the new ids of the cat images (whose names start with ``cat``)."""
+    names = sorted(set().union(*subsets.values()) - set(DUPES))
+    new = {n: str(2_300_000 + k) for n, k in zip(names, np.random.default_rng(0).permutation(len(names)))}
+    new.update({d: d for d in DUPES})
+    return {node: {new[i] for i in ids} for node, ids in subsets.items()}, {new[n] for n in names if n.startswith("cat")}
