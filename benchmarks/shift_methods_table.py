@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from shiftbench.cache import ArrayCache
+from shiftbench.dataset import load_for_seed
 from shiftbench.datasets import load
 from shiftbench.families import Task, Truth
 from shiftbench.methods import load as load_method
@@ -74,7 +75,7 @@ def covariate_rows(seeds: list[int], cache: ArrayCache, root: Path) -> pd.DataFr
     rows = []
     for label, (name, options) in COVARIATE_DATASETS.items():
         for seed in seeds:
-            dataset = load(name, **options, seed=seed)
+            dataset = load_for_seed(name, options, seed)
             model = build_model("tabular_logistic", dataset, seed, root)
             for method_label, (method, hp) in COVARIATE_METHODS.items():
                 started = time.perf_counter()

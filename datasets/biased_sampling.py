@@ -47,6 +47,7 @@ class BiasedSampling(Dataset):
 
     name = "biased_sampling"
     input_kind = "tabular"
+    seed_option = "seed"
     visible_metadata = ("below_median",)
 
     def __init__(self, source: str = "breast_cancer", feature: int = 0, seed: int = 0):

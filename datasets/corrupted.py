@@ -18,6 +18,9 @@ from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
 
+#: the image dataset corrupted when no ``base`` is given
+DEFAULT_BASE = "digits"
+
 
 class LazySplits(Mapping):
     """Splits that are built on first access (by ``build(name)``) and kept."""
@@ -43,7 +46,7 @@ class Corrupted(Dataset):
     name = "corrupted"
     input_kind = "image"
 
-    def __init__(self, base: str = "digits", split: str = "id_test", corruptions: Sequence[str] | None = None,
+    def __init__(self, base: str = DEFAULT_BASE, split: str = "id_test", corruptions: Sequence[str] | None = None,
                  severities: Sequence[int] = (1, 2, 3, 4, 5), preset: str = "imagenet",
                  base_options: dict[str, Any] | None = None, cache_dir: str | None = None):
         from shiftbench import datasets
@@ -69,6 +72,14 @@ class Corrupted(Dataset):
         self.splits = LazySplits(source.splits, pending)
         self._fingerprint = stable_hash({"base": source.fingerprint, "split": split, "corrupted": sorted(pending),
                                          "preset": preset, "code": code_fingerprint()})
+
+    @classmethod
+    def options_for_seed(cls, options: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The base dataset's seed option (inside ``base_options``) follows the cell seed."""
+        from shiftbench import datasets
+
+        base = datasets.adapter_class(options.get("base", DEFAULT_BASE))
+        return {**options, "base_options": base.options_for_seed(options.get("base_options") or {}, seed)}
 
     @property
     def fingerprint(self) -> str:

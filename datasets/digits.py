@@ -58,6 +58,7 @@ class Digits(Dataset):
 
     name = "digits"
     input_kind = "image"
+    seed_option = "split_seed"
     visible_metadata = ("domain",)
 
     def __init__(self, split_seed: int = 0, n_train: int = 3000, n_val: int = 1000, n_test: int = 1000):

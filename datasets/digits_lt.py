@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from shiftbench.datasets.digits import Digits
+from shiftbench.seeding import generator
 
 
 def long_tailed_subset(y: np.ndarray, imbalance_ratio: float, seed: int) -> np.ndarray:
     """Sorted indices of a long-tailed subsample of ``y`` (classes in index order, head first)."""
-    rng = np.random.default_rng([seed, 41])
+    rng = generator(seed, "long_tail_source")
     classes = np.unique(y)
     n_max = min(int((y == c).sum()) for c in classes)
     exponent = np.arange(len(classes)) / max(len(classes) - 1, 1)

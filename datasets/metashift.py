@@ -250,6 +250,7 @@ class MetaShiftDataset(Dataset):
 
 class _CatDogDomainGeneralisation(MetaShiftDataset):
     abstract = True
+    seed_option = "seed"  # the seeded holdout of the training communities
     # nothing visible: ``context`` is a function of the class in training (sofa+bed <-> cat)
     visible_metadata = ()
     dog_pair: ClassVar[tuple[str, str]]
@@ -388,6 +389,7 @@ class MetaShiftContexts(MetaShiftDataset):
     name = "metashift/contexts"
     # nothing visible: many contexts (and so their distances) exist for one class only
     visible_metadata = ()
+    seed_option = "seed"  # the seeded holdouts of the source contexts
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  classes: list[str] | tuple[str, ...] = ("cat", "dog"), test_context: str = "shelf",

@@ -64,6 +64,7 @@ class NYCFlights(Dataset):
 
     name = "nycflights"
     input_kind = "tabular"
+    seed_option = "split_seed"
     visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
     #: identical feature rows occur for distinct flights, so examples are identified by their table row
     id_column = "flight_row"

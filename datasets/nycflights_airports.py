@@ -22,6 +22,7 @@ class NYCFlightsAirports(Dataset):
 
     name = "nycflights_airports"
     input_kind = "tabular"
+    seed_option = "seed"
     visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
     #: identical feature rows occur for distinct flights, so examples are identified by their table row
     id_column = "flight_row"

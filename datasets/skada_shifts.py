@@ -22,6 +22,7 @@ class SkadaShift(Dataset):
 
     name = "skada_shift"
     input_kind = "tabular"
+    seed_option = "seed"
     visible_metadata = ("domain",)
 
     def __init__(self, shift: str = "covariate_shift", n_samples: int = 100, noise: float | None = None, seed: int = 0):

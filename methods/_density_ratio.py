@@ -21,14 +21,15 @@ from sklearn.preprocessing import StandardScaler
 from shiftbench.errors import UnknownNameError
 
 DOMAIN_CLASSIFIERS: dict[str, Callable[[int], ClassifierMixin]] = {
-    "logistic": lambda seed: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)),
-    "gbm": lambda seed: HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed),
+    "logistic": lambda random_state: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)),
+    "gbm": lambda random_state: HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=random_state),
 }
 
 
 def density_ratios(X_ref: np.ndarray, X_target: np.ndarray, classifier: str = "logistic", max_ratio: float = 20.0,
-                   n_folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Weights (n_ref,) proportional to p_target / p_reference at each reference row, mean 1."""
+                   n_folds: int = 5, random_state: int = 0) -> np.ndarray:
+    """Weights (n_ref,) proportional to p_target / p_reference at each reference row, mean 1
+    (``random_state`` seeds the folds and the classifier)."""
     if classifier not in DOMAIN_CLASSIFIERS:
         raise UnknownNameError("domain classifier", classifier, list(DOMAIN_CLASSIFIERS))
     n_ref, n_tgt = len(X_ref), len(X_target)
@@ -38,8 +39,8 @@ def density_ratios(X_ref: np.ndarray, X_target: np.ndarray, classifier: str = "l
     domain = np.r_[np.zeros(n_ref, np.int64), np.ones(n_tgt, np.int64)]
     folds = max(2, min(n_folds, n_tgt))
     p_target = np.empty(n_ref)
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, domain):
-        model = DOMAIN_CLASSIFIERS[classifier](seed).fit(X[train], domain[train])
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=random_state).split(X, domain):
+        model = DOMAIN_CLASSIFIERS[classifier](random_state).fit(X[train], domain[train])
         ref_test = test[test < n_ref]
         p_target[ref_test] = model.predict_proba(X[ref_test])[:, 1]
     p_target = np.clip(p_target, 1e-6, 1 - 1e-6)

@@ -251,10 +251,14 @@ class CBPE(ConfidenceBasedEstimator):
 class MCBPE(ConfidenceBasedEstimator):
     """M-CBPE: CBPE with the calibrator refitted per chunk on density-ratio-weighted reference data."""
 
+    #: seeds the density-ratio folds and classifier; set the attribute to change it (the runner's plugin
+    #: sets it from the cell's seed)
+    random_state: int = 0
+
     def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc"), classifier: str = "logistic",
-                 max_ratio: float = 20.0, n_folds: int = 5, seed: int = 0):
+                 max_ratio: float = 20.0, n_folds: int = 5):
         super().__init__(metrics)
-        self.classifier, self.max_ratio, self.n_folds, self.seed = classifier, max_ratio, n_folds, seed
+        self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
 
     def fit(self, X_ref: Any, proba: Any, y: Any, pred: Any = None) -> MCBPE:
         """Store the labelled reference: covariates, scores, labels and predictions."""
@@ -264,7 +268,7 @@ class MCBPE(ConfidenceBasedEstimator):
 
     def chunk_calibrators(self, X_chunk: np.ndarray) -> dict[int, IsotonicRegression]:
         """Isotonic calibrators fitted on the reference weighted by its density ratio to ``X_chunk``."""
-        w = density_ratios(self.X_ref_, X_chunk, self.classifier, self.max_ratio, self.n_folds, self.seed)
+        w = density_ratios(self.X_ref_, X_chunk, self.classifier, self.max_ratio, self.n_folds, self.random_state)
         return {j: isotonic().fit(self.reference_scores_[:, j], (self.reference_y_ == j).astype(np.float64),
                                   sample_weight=w)
                 for j in score_columns(self.n_classes_)}
@@ -312,6 +316,7 @@ class MCBPEEstimator(PerformanceEstimator):
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,
             reference_feats: np.ndarray | None = None) -> MCBPEEstimator:
         self.mcbpe_ = MCBPE(metrics=("accuracy",), classifier=self.classifier, max_ratio=self.max_ratio)
+        self.mcbpe_.random_state = self.random_state
         self.mcbpe_.fit(reference_feats, reference_probs, reference_y)
         return self
 

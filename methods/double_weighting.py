@@ -338,11 +338,11 @@ class DWGCS(DomainAdapter):
     grid: ClassVar[dict] = {"D": ["auto"], "loss": ["0-1", "log"]}
 
     def __init__(self, D: float | str = "auto", loss: str = "0-1", fit_intercept: bool = True,
-                 max_source: int | None = 1000, seed: int = 0):
-        self.D, self.loss, self.fit_intercept, self.max_source, self.seed = D, loss, fit_intercept, max_source, seed
+                 max_source: int | None = 1000):
+        self.D, self.loss, self.fit_intercept, self.max_source = D, loss, fit_intercept, max_source
 
     def fit(self, X_source, y_source, X_target) -> DWGCS:
-        idx = source_subset(len(X_source), self.max_source, self.seed)
+        idx = source_subset(len(X_source), self.max_source, self.random_state)
         Xs, self._Xt = standardise(np.asarray(X_source)[idx], np.asarray(X_target))
         self.model_ = DoubleWeighting(self.D, self.loss, fit_intercept=self.fit_intercept).fit(Xs, np.asarray(y_source)[idx], self._Xt)
         self._raw_target = _fingerprint(np.asarray(X_target, dtype=np.float64))

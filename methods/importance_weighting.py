@@ -35,8 +35,8 @@ class ImportanceWeighting(DomainAdapter):
 
     abstract = True
 
-    def __init__(self, C: float = 1.0, seed: int = 0):
-        self.C, self.seed = C, seed
+    def __init__(self, C: float = 1.0):
+        self.C = C
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
         """Importance weights (n_source,) of the standardised source rows."""
@@ -65,13 +65,13 @@ class KMMImportanceWeighting(ImportanceWeighting):
     name: ClassVar[str] = "kmm_iw"
     grid: ClassVar[dict] = {"C": [0.1, 1.0, 10.0]}
 
-    def __init__(self, C: float = 1.0, seed: int = 0, max_source: int | None = 1000):
-        super().__init__(C, seed)
+    def __init__(self, C: float = 1.0, max_source: int | None = 1000):
+        super().__init__(C)
         self.max_source = max_source
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
-        # KMM on a seeded subset of at most max_source rows; the other rows get weight 0
-        idx = source_subset(len(Xs), self.max_source, self.seed)
+        # KMM on a random subset (random_state) of at most max_source rows; the other rows get weight 0
+        idx = source_subset(len(Xs), self.max_source, self.random_state)
         X = np.vstack([Xs[idx], Xt])
         beta = dw_kmm(rbf_kernel(X, knn_bandwidth(X)), len(idx), 1.0).beta
         weights = np.zeros(len(Xs))
@@ -85,9 +85,9 @@ class DomainClassifierImportanceWeighting(ImportanceWeighting):
     name: ClassVar[str] = "domain_classifier_iw"
     grid: ClassVar[dict] = {"C": [0.1, 1.0, 10.0], "classifier": ["logistic", "gbm"]}
 
-    def __init__(self, C: float = 1.0, seed: int = 0, classifier: str = "logistic", max_ratio: float = 20.0):
-        super().__init__(C, seed)
+    def __init__(self, C: float = 1.0, classifier: str = "logistic", max_ratio: float = 20.0):
+        super().__init__(C)
         self.classifier, self.max_ratio = classifier, max_ratio
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
-        return density_ratios(Xs, Xt, self.classifier, self.max_ratio, seed=self.seed)
+        return density_ratios(Xs, Xt, self.classifier, self.max_ratio, random_state=self.random_state)

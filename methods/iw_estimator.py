@@ -23,8 +23,8 @@ class ImportanceWeightedAccuracy(PerformanceEstimator):
     grid: ClassVar[dict] = {"classifier": ["logistic"], "max_ratio": [10.0, 20.0]}
     uses_features = True
 
-    def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0, n_folds: int = 5, seed: int = 0):
-        self.classifier, self.max_ratio, self.n_folds, self.seed = classifier, max_ratio, n_folds, seed
+    def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0, n_folds: int = 5):
+        self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
 
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,
             reference_feats: np.ndarray | None = None) -> ImportanceWeightedAccuracy:
@@ -36,5 +36,5 @@ class ImportanceWeightedAccuracy(PerformanceEstimator):
 
     def estimate_accuracy(self, probs: np.ndarray, feats: np.ndarray | None = None) -> float:
         feats = check_matrix(feats, "feats", n_cols=self.reference_feats_.shape[1]).astype(np.float64)
-        w = density_ratios(self.reference_feats_, feats, self.classifier, self.max_ratio, self.n_folds, self.seed)
+        w = density_ratios(self.reference_feats_, feats, self.classifier, self.max_ratio, self.n_folds, self.random_state)
         return float(np.average(self.correct_, weights=w))

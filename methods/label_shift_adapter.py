@@ -41,6 +41,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
 from shiftbench.methods.bn_adapt import require_batch_statistics, use_batch_statistics
 from shiftbench.methods.tent import Tent
+from shiftbench.seeding import generator
 
 PRIOR_FLOOR = 1e-3
 
@@ -106,7 +107,7 @@ def train_adapter(head: nn.Linear, feats: np.ndarray, y: np.ndarray, n_classes: 
                   hidden: int = 64, steps: int = 600, batch_size: int = 256, lr: float = 1e-3) -> PriorConditionedHead:
     """Fit the adapter on labelled source features under the generalised logit-adjusted loss."""
     torch.manual_seed(seed)
-    rng = np.random.default_rng([seed, 53])
+    rng = generator(seed, "training")
     source_prior = torch.as_tensor(np.bincount(y, minlength=n_classes) / len(y), dtype=torch.float32)
     model = PriorConditionedHead(head, AdapterNet(n_classes, feats.shape[1], hidden), source_prior)
     model.head.requires_grad_(False)

@@ -20,6 +20,7 @@ import pandas as pd
 from shiftbench.arrays import check_labels, to_numpy
 from shiftbench.errors import ShiftbenchError
 from shiftbench.metrics import classification_metrics
+from shiftbench.seeding import int_seed
 
 
 def fingerprint_arrays(*arrays: np.ndarray) -> str:
@@ -180,6 +181,9 @@ class Dataset:
     input_kind: ClassVar[str] = "image"
     #: Hydra-visible options of ``__init__`` and their defaults (shown by ``shiftbench list``).
     download_command: ClassVar[str | None] = None
+    #: the ``__init__`` option that seeds the dataset's random sampling (splits, subsets), or
+    #: ``None`` when its splits are fixed; the runner sets it from each cell's seed (:func:`load_for_seed`)
+    seed_option: ClassVar[str | None] = None
     #: metadata columns a method may see (domain attributes that do not reveal ``y``): an allow-list;
     #: ``SCENARIO_METADATA`` (corruption, severity) is visible on top
     visible_metadata: ClassVar[tuple[str, ...]] = ()
@@ -197,6 +201,16 @@ class Dataset:
         self.n_classes: int = 0
         self.grouper = Grouper([])
         self.class_names: list[str] | None = None
+
+    @classmethod
+    def options_for_seed(cls, options: dict[str, Any], seed: int) -> dict[str, Any]:
+        """``options`` with the seed option (if any) set to the data seed of the cell seed ``seed``."""
+        if cls.seed_option is None:
+            return dict(options)
+        if cls.seed_option in options:
+            raise ShiftbenchError(f"dataset option {cls.seed_option!r} of {cls.name!r} follows the run's seed "
+                                  f"(seed=0,1,2 draws three samples); remove it from dataset.options")
+        return {**options, cls.seed_option: int_seed(seed, "data")}
 
     @property
     def fingerprint(self) -> str:
@@ -255,3 +269,26 @@ class Dataset:
             rows.append({"split": key, "n": len(s), "groups": len(np.unique(groups)),
                          "classes": int(len(np.unique(s.y)))})
         return pd.DataFrame(rows)
+
+
+def seeded_options(name: str, options: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The options dataset ``name`` is loaded with in a cell of seed ``seed``: ``options`` with the
+    dataset's seed option set from the cell seed; a :class:`ShiftbenchError` if ``options`` set it."""
+    from shiftbench import datasets  # the registry imports this module
+
+    cls = datasets.adapter_class(name)
+    if cls.name != name:  # ``<base>-c``: the corrupted adapter over ``base``
+        options = {"base": name[:-2], **options}
+    return cls.options_for_seed(options, seed)
+
+
+def check_seed_option(name: str, options: dict[str, Any]) -> None:
+    """Fail early (at cell expansion) if a run config sets the seed option that the run's ``seed`` drives."""
+    seeded_options(name, options, 0)
+
+
+def load_for_seed(name: str, options: dict[str, Any], seed: int) -> Dataset:
+    """Dataset ``name`` with ``options`` as a cell of seed ``seed`` sees it (its random sampling follows the seed)."""
+    from shiftbench import datasets
+
+    return datasets.load(name, **seeded_options(name, options, seed))

@@ -11,6 +11,13 @@ A plugin is one file in ``methods/`` with a subclass of one of these, a ``name``
 ``grid`` (hyperparameter -> list of values) next to the code. Hyperparameters are the keyword
 arguments of ``__init__``, stored as attributes of the same name (scikit-learn convention).
 Target labels never reach a method: :class:`Task` holds an :class:`UnlabelledSplit`.
+
+Randomness is not a hyperparameter. A method draws from ``self.random_state`` (an int for
+scikit-learn's ``random_state``, or ``np.random.default_rng(self.random_state)``), which each
+family's ``run`` sets from the cell's seed (``task.random_state``) before the method sees data;
+``task.rng(purpose)`` gives a generator for another purpose (:mod:`shiftbench.seeding`). Used
+outside the runner, a method keeps ``random_state = 0`` (deterministic) unless the caller sets the
+attribute: ``m = DWGCS(); m.random_state = 3; m.fit(...)``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from shiftbench.cache import ArrayCache
 from shiftbench.dataset import DataFacts, Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
 from shiftbench.models import SourceModel
+from shiftbench.seeding import generator, int_seed
 
 
 @dataclass
@@ -77,6 +85,15 @@ class Task:
         """A fresh copy of the source network (eval mode) that the method may modify."""
         return self.model.fresh_network()
 
+    @property
+    def random_state(self) -> int:
+        """The method's int seed in this cell (``seed`` mixed for the ``method`` purpose)."""
+        return int_seed(self.seed, "method")
+
+    def rng(self, purpose: str = "method") -> np.random.Generator:
+        """A fresh generator for ``purpose`` (see :mod:`shiftbench.seeding`) under this cell's seed."""
+        return generator(self.seed, purpose)
+
 
 @dataclass
 class Truth:
@@ -93,6 +110,8 @@ class Method(ABC):
     family: ClassVar[str]
     #: hyperparameter -> values swept by the runner (the defaults of ``__init__`` if empty)
     grid: ClassVar[dict[str, list]] = {}
+    #: seed of the method's own randomness; not a hyperparameter: ``run`` sets it from the task
+    random_state: int = 0
 
     @classmethod
     def default_hyperparameters(cls) -> dict[str, Any]:
@@ -145,6 +164,7 @@ class OutputAdapter(PredictionMethod):
         """Adapted probabilities (N, K) of one batch from its source probabilities and features."""
 
     def run(self, task: Task) -> np.ndarray:
+        self.random_state = task.random_state
         out = task.target_outputs()
         probs, adapted = out.probs, np.empty((len(task.target), task.n_classes))
         for index in task.batches:
@@ -168,7 +188,8 @@ class ModelAdapter(PredictionMethod):
         """Logits for one target batch (and whatever update the method makes on it)."""
 
     def run(self, task: Task) -> np.ndarray:
-        torch.manual_seed(task.seed)
+        self.random_state = task.random_state
+        torch.manual_seed(task.random_state)
         self.setup(task.network(), task)
         probs = np.empty((len(task.target), task.n_classes))
         for index in task.batches:
@@ -193,6 +214,7 @@ class DomainAdapter(PredictionMethod):
         ...
 
     def run(self, task: Task) -> np.ndarray:
+        self.random_state = task.random_state
         src, tgt = task.source_outputs("train"), task.target_outputs()
         self.fit(src.feats, src.y, tgt.feats)
         return check_probs(self.predict_proba(tgt.feats), f"probabilities returned by method {self.name!r}")
@@ -219,6 +241,7 @@ class PerformanceEstimator(Method):
         """Estimated accuracy of argmax predictions on one chunk of target probabilities."""
 
     def run(self, task: Task) -> pd.DataFrame:
+        self.random_state = task.random_state
         ref, target = task.source_outputs("id_val"), task.target_outputs()
         if self.uses_features:
             self.fit(ref.probs, ref.y, reference_feats=ref.feats)

@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench.cache import ArrayCache, code_version, stable_hash
+from shiftbench.dataset import check_seed_option, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
 from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, expand_scenarios
+from shiftbench.seeding import seed_globals
 from shiftbench.store import RecordStore
 
 
@@ -91,6 +91,7 @@ def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
     """All cells of an experiment config (a plain dict, see ``configs/config.yaml``)."""
     ds = cfg["dataset"]
     dataset_registry.registry.get(ds["name"])  # unknown names fail here, listing valid ones
+    check_seed_option(ds["name"], ds.get("options") or {})  # the run's seed drives a dataset's seed option
     options = json.dumps(ds.get("options") or {}, sort_keys=True)
     scenarios = expand_scenarios(ds.get("scenarios") or [{}], defaults=ds.get("stream") or {})
     models = as_list(cfg.get("model")) or as_list(ds.get("models"))
@@ -141,7 +142,7 @@ class Runner:
         with tqdm(total=len(todo), desc="cells", unit="cell", disable=None if self.settings.progress else True) as bar:
             for (name, options, model_name, seed), group in groups.items():
                 try:
-                    dataset = dataset_registry.load(name, **json.loads(options))
+                    dataset = load_for_seed(name, json.loads(options), seed)
                     started = time.perf_counter()
                     model = build_model(model_name, dataset, seed, self.settings.cache_dir, self.settings.device)
                     counts["model_seconds"] += time.perf_counter() - started
@@ -173,8 +174,7 @@ class Runner:
             split = cell.scenario.target_split(dataset, self.cache, cell.seed)
             task = Task(dataset.n_classes, dataset.label_free(split), cell.scenario.batches(split.y, cell.seed), cell.seed,
                         model, self.cache, {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
-            np.random.seed(cell.seed)
-            torch.manual_seed(cell.seed)
+            seed_globals(cell.seed)
             output = method.run(task)
             metrics = method.evaluate(output, Truth(dataset, split), task)
         except Exception:

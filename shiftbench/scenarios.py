@@ -28,6 +28,7 @@ import pandas as pd
 from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
+from shiftbench.seeding import generator
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
 LONG_TAILS = ("forward", "uniform", "backward")
@@ -114,7 +115,7 @@ class Scenario:
 
         With a domain sequence, ``y`` holds equal consecutive blocks, one per domain, each
         ordered on its own and visited in turn."""
-        rng = np.random.default_rng([seed, 17])
+        rng = generator(seed, "stream")
         n_domains = max(1, len(self.corruptions))
         if len(y) % n_domains:
             raise ShiftbenchError(f"a stream over {n_domains} domains needs equal blocks; got {len(y)} labels")
@@ -154,7 +155,7 @@ def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCa
 
 def label_shift_indices(y: np.ndarray, n_classes: int, alpha: float, seed: int) -> np.ndarray:
     """Resample ``len(y)`` indices (with replacement) so the class prior is a Dirichlet(alpha) draw."""
-    rng = np.random.default_rng([seed, 29])
+    rng = generator(seed, "label_shift")
     present = np.unique(y)
     prior = np.zeros(n_classes)
     prior[present] = rng.dirichlet(np.full(len(present), alpha))
@@ -173,7 +174,7 @@ def long_tail_profile(n_classes: int, kind: str, imbalance_ratio: float) -> np.n
 
 def long_tail_indices(y: np.ndarray, n_classes: int, kind: str, imbalance_ratio: float, seed: int) -> np.ndarray:
     """Resample ``len(y)`` indices (with replacement) so the class counts follow a long-tailed profile."""
-    rng = np.random.default_rng([seed, 31])
+    rng = generator(seed, "long_tail")
     present = np.zeros(n_classes, dtype=bool)
     present[np.unique(y)] = True
     prior = long_tail_profile(n_classes, kind, imbalance_ratio) * present

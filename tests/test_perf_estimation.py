@@ -255,7 +255,7 @@ def fake_task(x_ref, p_ref, y_ref, x_an, p_an, batches):
     return SimpleNamespace(
         source_outputs=lambda split: Outputs(x_ref.astype(np.float32), logits(p_ref), y_ref),
         target_outputs=lambda: Outputs(x_an.astype(np.float32), logits(p_an)),
-        batches=batches,
+        batches=batches, random_state=0,
     )
 
 
