@@ -47,8 +47,8 @@ class BiasedSampling(Dataset):
 
     name = "biased_sampling"
     input_kind = "tabular"
-    seed_option = "seed"
     visible_metadata = ("below_median",)
+    seed_option = "seed"
 
     def __init__(self, source: str = "breast_cancer", feature: int = 0, seed: int = 0):
         super().__init__(source=source, feature=feature, seed=seed)

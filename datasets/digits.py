@@ -58,8 +58,8 @@ class Digits(Dataset):
 
     name = "digits"
     input_kind = "image"
-    seed_option = "split_seed"
     visible_metadata = ("domain",)
+    seed_option = "split_seed"
 
     def __init__(self, split_seed: int = 0, n_train: int = 3000, n_val: int = 1000, n_test: int = 1000):
         super().__init__(split_seed=split_seed, n_train=n_train, n_val=n_val, n_test=n_test)

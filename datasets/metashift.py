@@ -250,9 +250,9 @@ class MetaShiftDataset(Dataset):
 
 class _CatDogDomainGeneralisation(MetaShiftDataset):
     abstract = True
-    seed_option = "seed"  # the seeded holdout of the training communities
     # nothing visible: ``context`` is a function of the class in training (sofa+bed <-> cat)
     visible_metadata = ()
+    seed_option = "seed"  # the seeded holdout of the training communities
     dog_pair: ClassVar[tuple[str, str]]
     paper_distance: ClassVar[float]
 

@@ -64,10 +64,10 @@ class NYCFlights(Dataset):
 
     name = "nycflights"
     input_kind = "tabular"
-    seed_option = "split_seed"
     visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
     #: identical feature rows occur for distinct flights, so examples are identified by their table row
     id_column = "flight_row"
+    seed_option = "split_seed"
 
     def __init__(self, source_months: int = 4, split_seed: int = 0, max_per_month: int | None = None):
         super().__init__(source_months=source_months, split_seed=split_seed, max_per_month=max_per_month)

@@ -22,10 +22,10 @@ class NYCFlightsAirports(Dataset):
 
     name = "nycflights_airports"
     input_kind = "tabular"
-    seed_option = "seed"
     visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
     #: identical feature rows occur for distinct flights, so examples are identified by their table row
     id_column = "flight_row"
+    seed_option = "seed"
 
     def __init__(self, source_origin: str = "EWR", target_origin: str = "LGA", months: tuple[int, ...] = (1, 2, 3),
                  max_per_airport: int | None = 3000, seed: int = 0):

@@ -22,8 +22,8 @@ class SkadaShift(Dataset):
 
     name = "skada_shift"
     input_kind = "tabular"
-    seed_option = "seed"
     visible_metadata = ("domain",)
+    seed_option = "seed"
 
     def __init__(self, shift: str = "covariate_shift", n_samples: int = 100, noise: float | None = None, seed: int = 0):
         super().__init__(shift=shift, n_samples=n_samples, noise=noise, seed=seed)

@@ -181,9 +181,6 @@ class Dataset:
     input_kind: ClassVar[str] = "image"
     #: Hydra-visible options of ``__init__`` and their defaults (shown by ``shiftbench list``).
     download_command: ClassVar[str | None] = None
-    #: the ``__init__`` option that seeds the dataset's random sampling (splits, subsets), or
-    #: ``None`` when its splits are fixed; the runner sets it from each cell's seed (:func:`load_for_seed`)
-    seed_option: ClassVar[str | None] = None
     #: metadata columns a method may see (domain attributes that do not reveal ``y``): an allow-list;
     #: ``SCENARIO_METADATA`` (corruption, severity) is visible on top
     visible_metadata: ClassVar[tuple[str, ...]] = ()
@@ -192,6 +189,9 @@ class Dataset:
     #: a metadata column holding a stable example id (unique within the pool the splits are drawn
     #: from); ``None``: examples are identified by the bytes of their inputs (:meth:`example_ids`)
     id_column: ClassVar[str | None] = None
+    #: the ``__init__`` option that seeds the dataset's random sampling (splits, subsets), or
+    #: ``None`` when its splits are fixed; the runner sets it from each cell's seed (:func:`load_for_seed`)
+    seed_option: ClassVar[str | None] = None
 
     def __init__(self, **options: Any):
         self.options = options
