@@ -19,11 +19,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shiftbench.errors import UnknownNameError
+from shiftbench.validation import check_choice, check_int, check_number
 
 DOMAIN_CLASSIFIERS: dict[str, Callable[[int], ClassifierMixin]] = {
     "logistic": lambda random_state: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)),
     "gbm": lambda random_state: HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=random_state),
 }
+
+
+def check_options(owner: str, classifier: str, max_ratio: float, n_folds: int = 5) -> None:
+    """Raise a ShiftbenchError naming ``owner`` and the first invalid density-ratio option (for ``__init__``)."""
+    check_choice(classifier, "classifier", owner, DOMAIN_CLASSIFIERS)
+    check_number(max_ratio, "max_ratio", owner, above=0)
+    check_int(n_folds, "n_folds", owner, at_least=2)
 
 
 def density_ratios(X_ref: np.ndarray, X_target: np.ndarray, classifier: str = "logistic", max_ratio: float = 20.0,

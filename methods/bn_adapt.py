@@ -16,6 +16,7 @@ from torch import nn
 
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
+from shiftbench.validation import check_number
 
 
 def batchnorm_layers(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -69,6 +70,11 @@ class BNAdapt(ModelAdapter):
     grid = {"momentum": [None]}
 
     def __init__(self, momentum: float | None = None, prior: float | None = None):
+        check_number(momentum, "momentum", "bn_adapt", above=0, at_most=1, allow_none=True)
+        check_number(prior, "prior", "bn_adapt", at_least=0, allow_none=True)
+        if prior is not None and momentum is not None:
+            raise ShiftbenchError("bn_adapt: give either momentum (running target statistics) or prior "
+                                  "(Schneider et al. source/batch mixing), not both; set the other to None")
         self.momentum = momentum
         self.prior = prior
 
@@ -76,9 +82,6 @@ class BNAdapt(ModelAdapter):
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
     def setup(self, network: nn.Module, task: Task) -> None:
-        if self.prior is not None and self.momentum is not None:
-            raise ShiftbenchError("bn_adapt: give either momentum (running target statistics) or prior "
-                                  "(Schneider et al. source/batch mixing), not both")
         if self.prior is not None:
             self.network = mix_with_source_statistics(network, self.prior)
         else:

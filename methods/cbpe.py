@@ -44,7 +44,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import PerformanceEstimator
-from shiftbench.methods._density_ratio import density_ratios
+from shiftbench.methods._density_ratio import check_options, density_ratios
 from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, Chunks, add_alerts,
                                    confusion_by_chunk, equal_size_groups, make_chunks, realised_metrics,
                                    reference_band, score_columns)
@@ -258,6 +258,7 @@ class MCBPE(ConfidenceBasedEstimator):
     def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc"), classifier: str = "logistic",
                  max_ratio: float = 20.0, n_folds: int = 5):
         super().__init__(metrics)
+        check_options(type(self).__name__, classifier, max_ratio, n_folds)
         self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
 
     def fit(self, X_ref: Any, proba: Any, y: Any, pred: Any = None) -> MCBPE:
@@ -311,6 +312,7 @@ class MCBPEEstimator(PerformanceEstimator):
     uses_features = True
 
     def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0):
+        check_options(self.name, classifier, max_ratio)
         self.classifier, self.max_ratio = classifier, max_ratio
 
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,

@@ -49,6 +49,7 @@ from sklearn.neighbors import NearestNeighbors
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter
+from shiftbench.validation import check_bool, check_int, check_number
 from shiftbench.methods._dw_kmm_ipm import Ball, solve_box_qp
 
 D_GRID = tuple(1.0 / (1.0 - k / 10.0) ** 2 for k in range(10))
@@ -245,15 +246,23 @@ class _Fit:
     risk: float
 
 
+def check_hyperparameters(owner: str, D: float | str, loss: str, fit_intercept: bool) -> None:
+    """Raise a ShiftbenchError naming ``owner`` and the first invalid DW-GCS hyperparameter (for ``__init__``)."""
+    if loss not in LOSSES:
+        raise ShiftbenchError(f"{owner}: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+    if not (D == "auto" or (isinstance(D, (int, float)) and D >= 1)):
+        raise ShiftbenchError(f"{owner}: D must be a number >= 1 or 'auto'; got {D!r}")
+    check_bool(fit_intercept, "fit_intercept", owner)
+
+
 class DoubleWeighting:
     """DW-GCS: DW-KMM weights and a double-weighted minimax risk classifier (transductive)."""
 
     def __init__(self, D: float | str = 4.0, loss: str = "0-1", sigma: float | None = None,
                  B: float = 1000.0, fit_intercept: bool = False):
-        if loss not in LOSSES:
-            raise ShiftbenchError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
-        if not (D == "auto" or (isinstance(D, (int, float)) and D >= 1)):
-            raise ShiftbenchError(f"D must be a number >= 1 or 'auto'; got {D!r}")
+        check_hyperparameters("DoubleWeighting", D, loss, fit_intercept)
+        check_number(sigma, "sigma", "DoubleWeighting", above=0, allow_none=True)
+        check_number(B, "B", "DoubleWeighting", above=0)
         self.D, self.loss, self.sigma, self.B, self.fit_intercept = D, loss, sigma, B, fit_intercept
 
     def _features(self, X: np.ndarray) -> np.ndarray:
@@ -339,6 +348,8 @@ class DWGCS(DomainAdapter):
 
     def __init__(self, D: float | str = "auto", loss: str = "0-1", fit_intercept: bool = True,
                  max_source: int | None = 1000):
+        check_hyperparameters(self.name, D, loss, fit_intercept)
+        check_int(max_source, "max_source", self.name, allow_none=True)
         self.D, self.loss, self.fit_intercept, self.max_source = D, loss, fit_intercept, max_source
 
     def fit(self, X_source, y_source, X_target) -> DWGCS:

@@ -19,8 +19,9 @@ from sklearn.linear_model import LogisticRegression
 
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.families import DomainAdapter
-from shiftbench.methods._density_ratio import density_ratios
+from shiftbench.methods._density_ratio import check_options, density_ratios
 from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel, source_subset, standardise
+from shiftbench.validation import check_int, check_number
 
 
 def class_columns(probs: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -36,6 +37,7 @@ class ImportanceWeighting(DomainAdapter):
     abstract = True
 
     def __init__(self, C: float = 1.0):
+        check_number(C, "C", self.name, above=0)
         self.C = C
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
@@ -67,6 +69,7 @@ class KMMImportanceWeighting(ImportanceWeighting):
 
     def __init__(self, C: float = 1.0, max_source: int | None = 1000):
         super().__init__(C)
+        check_int(max_source, "max_source", self.name, allow_none=True)
         self.max_source = max_source
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
@@ -87,6 +90,7 @@ class DomainClassifierImportanceWeighting(ImportanceWeighting):
 
     def __init__(self, C: float = 1.0, classifier: str = "logistic", max_ratio: float = 20.0):
         super().__init__(C)
+        check_options(self.name, classifier, max_ratio)
         self.classifier, self.max_ratio = classifier, max_ratio
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:

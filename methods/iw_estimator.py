@@ -13,7 +13,7 @@ import numpy as np
 
 from shiftbench.arrays import check_labels, check_matrix, check_probs
 from shiftbench.families import PerformanceEstimator
-from shiftbench.methods._density_ratio import density_ratios
+from shiftbench.methods._density_ratio import check_options, density_ratios
 
 
 class ImportanceWeightedAccuracy(PerformanceEstimator):
@@ -24,6 +24,7 @@ class ImportanceWeightedAccuracy(PerformanceEstimator):
     uses_features = True
 
     def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0, n_folds: int = 5):
+        check_options(self.name, classifier, max_ratio, n_folds)
         self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
 
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,

@@ -25,6 +25,7 @@ import scipy.optimize
 from shiftbench.arrays import check_labels, check_probs, softmax
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import OutputAdapter, Task
+from shiftbench.validation import check_bool, check_choice
 
 
 def correct_posteriors(probs, weights) -> np.ndarray:
@@ -137,8 +138,8 @@ class PriorCorrection(OutputAdapter):
     abstract = True
 
     def __init__(self, calibration: str = "bcts", online: bool = True):
-        if calibration not in CALIBRATIONS:
-            raise ShiftbenchError(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
+        check_choice(calibration, "calibration", self.name, CALIBRATIONS)
+        check_bool(online, "online", self.name)
         self.calibration, self.online = calibration, online
 
     def estimate_weights(self, target_probs: np.ndarray) -> np.ndarray:
@@ -190,7 +191,7 @@ class BBSECorrection(PriorCorrection):
 
     def __init__(self, calibration: str = "bcts", online: bool = True, soft: bool = False):
         super().__init__(calibration, online)
-        self.soft = soft
+        self.soft = check_bool(soft, "soft", self.name)
 
     def estimate_weights(self, target_probs: np.ndarray) -> np.ndarray:
         return bbse_weights(self.source_probs_, self.source_labels_, target_probs, soft=self.soft)

@@ -42,6 +42,7 @@ from shiftbench.families import ModelAdapter, Task
 from shiftbench.methods.bn_adapt import require_batch_statistics, use_batch_statistics
 from shiftbench.methods.tent import Tent
 from shiftbench.seeding import generator
+from shiftbench.validation import check_choice, check_int, check_number
 
 PRIOR_FLOOR = 1e-3
 
@@ -153,6 +154,11 @@ class LabelShiftAdapter(ModelAdapter):
 
     def __init__(self, base: str = "none", momentum: float = 0.9, lr: float = 1e-3, hidden: int = 64,
                  train_steps: int = 600):
+        check_choice(base, "base", self.name, BASES)
+        check_number(momentum, "momentum", self.name, at_least=0, at_most=1)
+        check_number(lr, "lr", self.name, above=0)
+        check_int(hidden, "hidden", self.name)
+        check_int(train_steps, "train_steps", self.name)
         self.base = base
         self.momentum = momentum
         self.lr = lr
@@ -165,8 +171,6 @@ class LabelShiftAdapter(ModelAdapter):
         return None
 
     def setup(self, network: nn.Module, task: Task) -> None:
-        if self.base not in BASES:
-            raise ShiftbenchError(f"unknown base {self.base!r} for the label shift adapter; valid: {', '.join(BASES)}")
         backbone, head = network[0], network[1]
         if not isinstance(head, nn.Linear):
             raise ShiftbenchError(f"the label shift adapter needs a linear head; this model's head is {type(head).__name__}")

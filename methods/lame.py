@@ -34,6 +34,7 @@ import torch
 from shiftbench.arrays import check_matrix, check_probs
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import OutputAdapter
+from shiftbench.validation import check_choice, check_int
 
 LOG_EPS = 1e-10  # guard inside log(p), as in the authors' unary term
 ENTROPY_CLIP = 1e-20  # clip inside Y log Y of the energy
@@ -93,15 +94,19 @@ def laplacian_optimization(unary: torch.Tensor, kernel: torch.Tensor, max_iter: 
     return y
 
 
+def check_hyperparameters(affinity: str, k: int, max_iter: int) -> None:
+    """Raise a ShiftbenchError naming the first invalid LAME hyperparameter (shared by :func:`lame` and the plugin)."""
+    check_choice(affinity, "affinity", "lame", AFFINITIES)
+    check_int(k, "k", "lame")
+    check_int(max_iter, "max_iter", "lame")
+    if affinity == "rbf" and k < 2:
+        raise ShiftbenchError("lame: the rbf affinity needs k >= 2: its bandwidth is the distance to the k-th closest "
+                              "point counting the point itself, so k=1 gives sigma=0 (NaN in the authors' code)")
+
+
 def lame(probs: Any, feats: Any, affinity: str = "knn", k: int = 5, max_iter: int = 100) -> np.ndarray:
     """LAME-adapted probabilities (N, K) of one batch from its softmax outputs and raw features."""
-    if affinity not in AFFINITIES:
-        raise ShiftbenchError(f"unknown LAME affinity {affinity!r}; valid affinities: {', '.join(AFFINITIES)}")
-    if int(k) < 1:
-        raise ShiftbenchError(f"LAME needs k >= 1 neighbours; got k={k}")
-    if affinity == "rbf" and int(k) < 2:
-        raise ShiftbenchError("the rbf affinity needs k >= 2: its bandwidth is the distance to the k-th closest "
-                              "point counting the point itself, so k=1 gives sigma=0 (NaN in the authors' code)")
+    check_hyperparameters(affinity, k, max_iter)
     p = check_probs(probs, "probs")
     f = check_matrix(feats, "feats", n_rows=p.shape[0])
     dtype = torch.float64 if p.dtype == np.float64 else torch.float32
@@ -115,9 +120,11 @@ class LAME(OutputAdapter):
     """LAME (Boudiaf et al. 2022): Laplacian-regularised correction of each batch's probabilities."""
 
     name = "lame"
-    grid = {"affinity": ["knn", "rbf", "linear"], "k": [3, 5, 7]}
+    #: the linear affinity ignores k, so it is not swept there
+    grid = [{"affinity": ["knn", "rbf"], "k": [3, 5, 7]}, {"affinity": ["linear"]}]
 
     def __init__(self, affinity: str = "knn", k: int = 5, max_iter: int = 100):
+        check_hyperparameters(affinity, k, max_iter)
         self.affinity = affinity
         self.k = k
         self.max_iter = max_iter

@@ -16,6 +16,7 @@ import numpy as np
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter
+from shiftbench.validation import check_number
 from shiftbench.methods.importance_weighting import class_columns
 
 
@@ -29,7 +30,7 @@ class SkadaAdapter(DomainAdapter):
     takes_base: ClassVar[bool] = True
 
     def __init__(self, C: float = 1.0):
-        self.C = C
+        self.C = check_number(C, "C", self.name, above=0)
 
     def _build(self):
         try:

@@ -25,6 +25,7 @@ from torch import nn
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import ModelAdapter, Task
 from shiftbench.methods.bn_adapt import require_batch_statistics
+from shiftbench.validation import check_bool, check_int, check_number
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -48,12 +49,18 @@ def configure_for_tent(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def check_hyperparameters(lr: float, steps: int, episodic: bool) -> None:
+    """Raise a ShiftbenchError naming the first invalid Tent hyperparameter (shared by :class:`Tent` and the plugin)."""
+    check_number(lr, "lr", "tent", above=0)
+    check_int(steps, "steps", "tent")
+    check_bool(episodic, "episodic", "tent")
+
+
 class Tent:
     """A model wrapped for Tent: ``tent(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, steps: int = 1, episodic: bool = False):
-        if steps < 1:
-            raise ShiftbenchError(f"Tent needs steps >= 1 (each step forwards and updates); got {steps}")
+        check_hyperparameters(lr, steps, episodic)
         self.model = model
         self.lr, self.steps, self.episodic = lr, steps, episodic
         self.params = configure_for_tent(model)
@@ -89,6 +96,7 @@ class TentAdapter(ModelAdapter):
     grid = {"lr": [1e-4, 1e-3, 1e-2], "steps": [1, 3]}
 
     def __init__(self, lr: float = 1e-3, steps: int = 1, episodic: bool = False):
+        check_hyperparameters(lr, steps, episodic)
         self.lr = lr
         self.steps = steps
         self.episodic = episodic

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import os
-import tempfile
+import secrets
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from shiftbench.errors import ShiftbenchError
 
 
 def default_cache_dir() -> Path:
@@ -39,24 +43,77 @@ def code_version(obj: Any) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
+class FileWriteError(ShiftbenchError, OSError):
+    """A file could not be written; the message names it (``errno`` is the underlying error's)."""
+
+    def __init__(self, path: Path, cause: OSError):
+        super().__init__(f"cannot write {path}: {cause.strerror or cause}")
+        self.errno, self.filename = cause.errno, str(path)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class CacheWarning(UserWarning):
+    """A cached file was unreadable and is being rebuilt."""
+
+
+def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
+    """A new, exclusively created file next to ``name``, with the mode ``open(path, "w")`` would give
+    (0o666 less the umask: unlike ``mkstemp``'s 0o600, other users sharing the folder can read it)."""
+    while True:
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    The file gets the permissions of a plain ``open(path, "w")`` under the current umask. A failure
+    (read-only folder, full disk) raises :class:`FileWriteError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path.parent, path.name)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
+            raise FileWriteError(path, exc) from exc
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode())
+
+
+def error_line(exc: BaseException) -> str:
+    """``"Type: first line of the message"`` (just the type when the message is empty)."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def set_aside(path: Path, error: BaseException) -> None:
+    """Warn that the cached file ``path`` is unreadable (naming it and why) and move it to
+    ``<path>.corrupt`` for inspection, so that it is rebuilt; if it cannot be moved, it stays."""
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+        where = f"moved to {aside}"
+    except OSError:
+        where = "left in place"
+    warnings.warn(f"unreadable cache file {path} ({error_line(error)}); {where}, rebuilding it",
+                  CacheWarning, stacklevel=3)
 
 
 class ArrayCache:
@@ -71,20 +128,19 @@ class ArrayCache:
         return self.root / namespace / f"{key}.npz"
 
     def get_or_compute(self, namespace: str, key_parts: Any, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Load the arrays stored under ``key_parts`` or compute, store and return them."""
+        """Load the arrays stored under ``key_parts`` or compute, store and return them. An entry that
+        cannot be read (truncated, corrupt, not an ``.npz``) is set aside with a warning and recomputed."""
         path = self.path(namespace, stable_hash(key_parts))
         if path.exists():
             try:
-                with np.load(path, allow_pickle=False) as z:
+                with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                     arrays = {k: z[k] for k in z.files}
                 self.hits += 1
                 return arrays
-            except (OSError, ValueError, EOFError):
-                path.unlink(missing_ok=True)  # a corrupt entry is recomputed
+            except Exception as exc:  # noqa: BLE001 - whatever makes an entry unreadable, it is rebuilt
+                set_aside(path, exc)
         arrays = compute()
         self.misses += 1
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())

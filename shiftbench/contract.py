@@ -5,8 +5,9 @@ The checks run the plugin through its family's ``run`` on a tiny synthetic task 
 Gaussian blobs, a small MLP with BatchNorm trained in a fraction of a second) exactly as the
 runner would:
 
-- ``interface``: subclass of a family, a ``name``, a ``grid`` whose keys are ``__init__`` keyword
-  arguments stored as attributes, non-empty value lists, and every grid point instantiates;
+- ``interface``: subclass of a family, a ``name``, a ``grid`` (a dict, or a list of dicts crossed
+  separately: :mod:`shiftbench.grids`) whose keys are ``__init__`` keyword arguments stored as
+  attributes, non-empty value lists, and every grid point instantiates;
 - ``determinism``: two fresh instances under the same seed give identical outputs;
 - ``no_target_labels``: the output does not change when the hidden target labels are permuted
   (and the task handed over has no ``y``);
@@ -20,9 +21,9 @@ runner would:
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from shiftbench.cache import ArrayCache
+from shiftbench.cache import ArrayCache, error_line
 from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter, Method, ModelAdapter, OutputAdapter, PerformanceEstimator, Task
+from shiftbench.grids import grid_points, sub_grids
 from shiftbench.models import SourceModel, state_fingerprint
 
 FAMILIES: dict[str, type] = {"output": OutputAdapter, "tta": ModelAdapter, "domain": DomainAdapter,
@@ -149,13 +151,8 @@ def run_method(cls: type, hparams: dict[str, Any], task: Task) -> Any:
 # --- the checks --------------------------------------------------------------------------------------------
 
 
-def grid_points(cls: type) -> list[dict[str, Any]]:
-    """Every hyperparameter setting of the plugin's grid, crossed (``[{}]``, the defaults, when it is empty)."""
-    keys = sorted(cls.grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(cls.grid[k] for k in keys))]
-
-
 def first_point(cls: type) -> dict[str, Any]:
+    """The first setting of the plugin's grid, the one the behavioural checks run."""
     return grid_points(cls)[0]
 
 
@@ -168,16 +165,19 @@ def check_interface(cls: type, cache_dir: Path) -> None:
         raise ContractError(f"{cls.__qualname__} subclasses none of the families {', '.join(f'{k} ({v.__name__})' for k, v in FAMILIES.items())}")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name.replace("_", "").replace("-", "").isalnum():
         raise ContractError(f"{cls.__qualname__} needs a class attribute `name` (letters, digits, _ or -)")
-    if not isinstance(cls.grid, dict):
-        raise ContractError(f"`grid` of {cls.name!r} must be a dict hyperparameter -> list of values")
+    try:
+        subs = sub_grids(cls.grid, f"`grid` of {cls.name!r}")
+    except ShiftbenchError as exc:
+        raise ContractError(str(exc)) from exc
     defaults = cls.default_hyperparameters()
-    unknown = sorted(set(cls.grid) - set(defaults))
+    unknown = sorted({k for sub in subs for k in sub} - set(defaults))
     if unknown:
         raise ContractError(f"grid keys {unknown} of {cls.name!r} are not keyword arguments of __init__ with a default "
                             f"(those are {sorted(defaults) or 'none'})")
-    for key, values in cls.grid.items():
-        if not isinstance(values, list) or not values:
-            raise ContractError(f"grid[{key!r}] of {cls.name!r} must be a non-empty list; got {values!r}")
+    for sub in subs:
+        for key, values in sub.items():
+            if not isinstance(values, list) or not values:
+                raise ContractError(f"grid[{key!r}] of {cls.name!r} must be a non-empty list; got {values!r}")
     for point in grid_points(cls):
         instance = cls(**point)
         missing = [k for k in defaults if not hasattr(instance, k)]
@@ -267,20 +267,30 @@ CHECKS: dict[str, Callable[[type, Path], None]] = {
 
 
 def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
-    """Run one named check on a plugin class and report passed / failed / skipped (not applicable)."""
-    if check not in ("interface", "config_roundtrip"):
-        reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset().facts())
-        if reason:
-            return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")
+    """Run one named check on a plugin class and report passed / failed / skipped (not applicable); a
+    plugin that crashes anywhere (its ``__init__`` included) fails the check, never the whole run."""
     try:
+        if check not in ("interface", "config_roundtrip"):
+            reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset().facts())
+            if reason:
+                return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")
         CHECKS[check](cls, Path(cache_dir))
     except ContractError as exc:
         return CheckResult(check, "failed", str(exc))
-    except Exception as exc:  # noqa: BLE001 - a crash is a failed check, with its traceback
+    except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported in one line
         rule = (CHECKS[check].__doc__ or "").strip().splitlines()[0]
-        return CheckResult(check, "failed", f"crashed with {type(exc).__name__}: {exc}\n(rule: {rule})\n"
-                                            + traceback.format_exc())
+        return CheckResult(check, "failed", f"{crash_summary(exc, cls)}\n(rule: {rule})")
     return CheckResult(check, "passed")
+
+
+def crash_summary(exc: BaseException, cls: type) -> str:
+    """One line for a plugin's crash: the exception's first line and where it was raised (the innermost
+    frame in the plugin's own files, else the innermost frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    plugin_files = {getattr(sys.modules.get(c.__module__), "__file__", None) for c in cls.__mro__}
+    where = next((f for f in reversed(frames) if f.filename in plugin_files), frames[-1] if frames else None)
+    location = f" (at {where.filename}:{where.lineno}, in {where.name})" if where else ""
+    return f"crashed with {error_line(exc)}{location}"
 
 
 def check_method(cls: type, checks: list[str] | None = None) -> list[CheckResult]:

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
+from shiftbench import grids
 from shiftbench.cache import ArrayCache, code_version, stable_hash
 from shiftbench.dataset import check_seed_option, load_for_seed
-from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
@@ -75,16 +75,8 @@ def as_list(value: Any) -> list:
 
 
 def grid_points(method: str, overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Hyperparameter settings of ``method``: its ``grid`` with config overrides, crossed."""
-    cls = method_registry.registry.get(method)
-    valid = cls.default_hyperparameters()
-    grid = {**cls.grid, **{k: as_list(v) for k, v in (overrides or {}).items()}}
-    unknown = set(grid) - set(valid)
-    if unknown:
-        raise ShiftbenchError(f"grid for method {method!r} names unknown hyperparameters {sorted(unknown)}; "
-                              f"valid: {sorted(valid) or '(none)'}")
-    keys = sorted(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    """Hyperparameter settings of ``method``: its ``grid`` with config overrides (``shiftbench.grids``)."""
+    return grids.grid_points(method_registry.registry.get(method), overrides)
 
 
 def expand_cells(cfg: dict[str, Any]) -> list[Cell]:

@@ -16,7 +16,6 @@ hyperparameters on validation scenarios and apply them unchanged to held-out sce
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -26,6 +25,7 @@ import pandas as pd
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from shiftbench.errors import ShiftbenchError
+from shiftbench.grids import Grid, expand
 from shiftbench.scorers import (Candidate, Estimator, LabelledTarget, Scorer, UnlabelledTarget, ValidationView,
                                 check_features)
 
@@ -59,14 +59,6 @@ def domain_shuffle_splits(y_source: np.ndarray, n_target: int, n_splits: int = 5
     return [DomainSplit(s_tr, s_te, t_tr, t_te) for (s_tr, s_te), (t_tr, t_te) in zip(src, tgt)]
 
 
-def grid_points(grid: dict[str, Sequence] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A grid (dict of lists, crossed) or an explicit list of settings, as a list of settings."""
-    if isinstance(grid, list):
-        return [dict(p) for p in grid] or [{}]
-    keys = sorted(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-
-
 def fit_candidate(make: Factory, params: dict[str, Any], Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Candidate:
     """Fit one setting and wrap it for the scorers."""
     model = make(**params)
@@ -74,7 +66,7 @@ def fit_candidate(make: Factory, params: dict[str, Any], Xs: np.ndarray, ys: np.
     return Candidate(model, lambda: make(**params))
 
 
-def grid_scores(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, splits: Sequence[DomainSplit],
+def grid_scores(make: Factory, grid: Grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, splits: Sequence[DomainSplit],
                 scorers: dict[str, Scorer], yt: np.ndarray | None = None) -> pd.DataFrame:
     """Score every grid point on every split with every scorer (one fit per point and split).
 
@@ -86,7 +78,7 @@ def grid_scores(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndar
     if oracles and yt is None:
         raise ShiftbenchError(f"scorers {oracles} are oracles and need target labels; pass yt or drop them")
     rows = []
-    for i, params in enumerate(grid_points(grid)):
+    for i, params in enumerate(expand(grid)):
         for k, sp in enumerate(splits):
             view = ValidationView(Xs[sp.source_train], ys[sp.source_train], Xs[sp.source_test], ys[sp.source_test],
                                   UnlabelledTarget(Xt[sp.target_test]))

@@ -115,13 +115,13 @@ def test_rows_are_distributions_and_torch_inputs_accepted():
 
 def test_bad_inputs_raise_clear_errors():
     probs, feats = clustered_batch(n=10)
-    with pytest.raises(ShiftbenchError, match="valid affinities: knn, rbf, linear"):
+    with pytest.raises(ShiftbenchError, match="valid: knn, rbf, linear"):
         lame(probs, feats, affinity="cosine")
     with pytest.raises(ShiftbenchError, match="rows"):
         lame(probs, feats[:5])
     with pytest.raises(ShiftbenchError, match="softmax"):
         lame(np.log(probs), feats)
-    with pytest.raises(ShiftbenchError, match="k >= 1"):
+    with pytest.raises(ShiftbenchError, match="k must be an integer >= 1"):
         lame(probs, feats, k=0)
     with pytest.raises(ShiftbenchError, match="rbf affinity needs k >= 2"):
         lame(probs, feats, affinity="rbf", k=1)
@@ -131,4 +131,4 @@ def test_plugin_wraps_function_with_its_hyperparameters():
     m = methods.load("lame", affinity="rbf", k=3)
     probs, feats = clustered_batch()
     np.testing.assert_array_equal(m.adapt(probs, feats), lame(probs, feats, "rbf", 3))
-    assert set(type(m).grid) == {"affinity", "k"}
+    assert {k for sub in type(m).grid for k in sub} == {"affinity", "k"}

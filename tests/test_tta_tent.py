@@ -151,7 +151,7 @@ def test_batch_statistics_are_used_even_in_eval_mode_and_under_no_grad():
 def test_network_without_batchnorm_is_rejected():
     with pytest.raises(ShiftbenchError, match="BatchNorm"):
         Tent(nn.Sequential(nn.Linear(3, 2)))
-    with pytest.raises(ShiftbenchError, match="steps >= 1"):
+    with pytest.raises(ShiftbenchError, match="steps must be an integer >= 1"):
         Tent(small_net(), steps=0)
     with pytest.raises(ShiftbenchError, match="at least 2 examples"):
         Tent(small_net())(torch.randn(1, 1, 6, 6))

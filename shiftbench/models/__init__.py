@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from shiftbench.arrays import check_matrix
-from shiftbench.cache import ArrayCache
+from shiftbench.cache import ArrayCache, set_aside
 from shiftbench.plugins import PluginRegistry
 
 
@@ -124,6 +124,33 @@ def state_fingerprint(module: nn.Module) -> str:
         h.update(key.encode())
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def read_state(path: Path, template: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The state dict saved at ``path``; with a ``template``, checked to have its keys and shapes
+    (``ValueError`` otherwise), so that a bad file is refused before any weight is copied."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"not a state dict of tensors ({type(state).__name__})")
+    if template is not None:
+        expected = {k: tuple(v.shape) for k, v in template.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != expected:
+            raise ValueError(f"its tensors do not match the {type(template).__name__} they are for")
+    return state
+
+
+def load_cached_weights(path: Path, template: nn.Module | None = None) -> dict[str, torch.Tensor] | None:
+    """The state dict cached at ``path`` (see :func:`read_state`), or None when there is none to use: the
+    file is absent, or unreadable (truncated, corrupt, for another architecture), in which case it is set
+    aside with a warning naming it and the caller rebuilds and re-caches the weights."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read_state(path, template)
+    except Exception as exc:  # noqa: BLE001 - whatever makes the file unusable, the weights are rebuilt
+        set_aside(path, exc)
+        return None
 
 
 def image_preprocess(size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable[[Any], torch.Tensor]:

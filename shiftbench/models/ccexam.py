@@ -11,10 +11,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, state_fingerprint
+from shiftbench.cache import error_line
+from shiftbench.errors import ShiftbenchError
+from shiftbench.models import ModelSpec, SourceModel, image_preprocess, read_state, state_fingerprint
 
 
 class _CCExamModel(ModelSpec):
@@ -32,7 +33,13 @@ class _CCExamModel(ModelSpec):
         net = getattr(models, self.network_class)(input_size=size)
         weights = resources.files("ccexam").joinpath("weights", f"{self.key}.pth")
         with resources.as_file(weights) as path:
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            try:
+                state = read_state(path, net)
+            except Exception as exc:  # noqa: BLE001 - any failure means the installed file is damaged
+                raise ShiftbenchError(f"the pretrained weights {path} shipped in the ccexam package cannot be read "
+                                      f"({error_line(exc)}); reinstall the package: "
+                                      "pip install --force-reinstall --no-deps ccexam") from exc
+        net.load_state_dict(state)
         classifier = list(net.classifier.children())
         backbone = nn.Sequential(net.features, nn.Flatten(), *classifier[:-1])
         head = classifier[-1]

@@ -30,7 +30,7 @@ from torch import nn
 
 from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
 from shiftbench.errors import ShiftbenchError
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, state_fingerprint
+from shiftbench.models import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
 
 RANDOM_INIT = "random-init (weights unavailable offline)"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -124,8 +124,8 @@ class _LinearProbe(ModelSpec):
         key = stable_hash({"model": self.name, "cfg": cfg, "weights": state_fingerprint(backbone), "data": train.fingerprint,
                            "seed": seed, "code": code_version(type(self))})
         path = Path(cache_root) / "models" / f"{self.name}-{key}.pt"
-        if path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_cached_weights(path)
+        if state is not None:
             head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
             head.load_state_dict(state)
         else:
@@ -153,10 +153,8 @@ class _TorchvisionProbe(_LinearProbe):
         net = models.get_model(self.arch, weights=None)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         provenance = RANDOM_INIT
-        state = None
-        if cached.exists():
-            state = torch.load(cached, map_location="cpu", weights_only=True)
-        elif download and host_reachable(weights.url):
+        state = load_cached_weights(cached)  # an unreadable file is set aside and downloaded again
+        if state is None and download and host_reachable(weights.url):
             try:
                 with _short_socket_timeout():
                     state = torch.hub.load_state_dict_from_url(weights.url, progress=False)

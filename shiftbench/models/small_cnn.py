@@ -7,6 +7,7 @@ digits (10% accuracy), with it about 37%, a more informative source-only baselin
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, state_fingerprint
+from shiftbench.models import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
 from shiftbench.threads import torch_threads
 
 
@@ -60,12 +61,11 @@ class SmallCNN(ModelSpec):
                            "torch": torch.__version__.split("+")[0]})
         path = Path(cache_root) / "models" / f"small_cnn-{key}.pt"
         net = nn.Sequential(backbone, head)
-        if path.exists():
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = load_cached_weights(path, net)
+        if state is not None:
+            net.load_state_dict(state)
         else:
             self._train(net, preprocess, images, train.y, cfg, seed, device)
-            import io
-
             buf = io.BytesIO()
             torch.save(net.state_dict(), buf)
             atomic_write_bytes(path, buf.getvalue())
