@@ -40,17 +40,21 @@ def check_override_keys(overrides: list[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
-    import hydra
-
-    from shiftbench.hydra_app import CONFIG_PACKAGE, task
-
     overrides = list(args.overrides) + extra
     check_override_keys(overrides)
     if args.dry_run:
         overrides.append("dry_run=true")
     if not args.multirun:
+        from shiftbench.hydra_app import compose, run_experiment
+
         overrides = lists_for_single_run(overrides)
-    sys.argv = ["shiftbench run", *(["--multirun"] if args.multirun else []), *overrides]
+        run_experiment({**compose(overrides), "overrides": [o for o in overrides if o != "dry_run=true"]})
+        return 0
+    import hydra
+
+    from shiftbench.hydra_app import CONFIG_PACKAGE, task
+
+    sys.argv = ["shiftbench run", "--multirun", *overrides]
     hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")(task)()
     return 0
 
@@ -123,21 +127,30 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
-    from shiftbench.leaderboard_html import leaderboard_page
-    from shiftbench.report import full_leaderboard, latex_table, legend, marked_wide, to_markdown
     from shiftbench.cache import default_cache_dir
-    from shiftbench.store import RecordStore, records_frame
+    from shiftbench.collect import collect
+    from shiftbench.hydra_app import check_metric
+    from shiftbench.leaderboard_html import leaderboard_page
+    from shiftbench.report import full_leaderboard, latex_table, markdown_page, marked_wide
 
     stores = args.store or [default_cache_dir() / "runs" / "default"]
-    frame = records_frame([r for store in stores for r in RecordStore(store).records()])
+    found = collect(stores)
+    for note in found.notes():
+        print(f"note: {note}", file=sys.stderr)
+    frame = found.frame
     if frame.empty:
-        raise ShiftbenchError(f"no result records under {', '.join(map(str, stores))}; run `shiftbench run` first "
-                              "or pass --store DIR")
+        raise ShiftbenchError(f"no current result records under {', '.join(map(str, stores))}; run `shiftbench run` "
+                              "first or pass --store DIR")
+    check_metric(frame, args.metric)
+    if args.reference not in set(frame["method"]):
+        raise ShiftbenchError(f"reference method {args.reference!r} has no records here; methods: "
+                              f"{', '.join(sorted(set(frame['method'])))}")
     long = full_leaderboard(frame, args.metric, args.reference, args.test)
-    render = {"md": lambda: f"{legend(args.metric, args.reference, args.test)}\n\n{to_markdown(marked_wide(long))}\n",
+    render = {"md": lambda: markdown_page(long, args.metric, found.notes(), reference=args.reference, test=args.test),
               "csv": lambda: long.to_csv(index=False),
               "latex": lambda: latex_table(marked_wide(long)),
-              "html": lambda: leaderboard_page(frame, args.metric, test=args.test)}
+              "html": lambda: leaderboard_page(frame, args.metric, reference=args.reference, test=args.test,
+                                               notes=found.notes())}
     text = render[args.format]()
     if args.output is None:
         print(text)
@@ -145,6 +158,21 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
         print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.cache import default_cache_dir
+    from shiftbench.collect import garbage
+
+    store = args.store or default_cache_dir() / "runs" / "default"
+    found = garbage(store)
+    for path, reason in found:
+        print(f"{'would remove' if args.dry_run else 'removing'} {path}: {reason}")
+        if not args.dry_run:
+            path.unlink(missing_ok=True)
+    print(f"{store}: {len(found)} records of other code or unreadable"
+          + (" (dry run: nothing removed)" if args.dry_run else " removed"))
     return 0
 
 
@@ -235,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--output", "-o", type=Path, help="write to this file instead of printing")
     table.set_defaults(func=cmd_table)
 
+    store = sub.add_parser("store", help="maintain a record store")
+    store.add_argument("action", choices=["gc"], help="gc: remove records of other code versions and unreadable files")
+    store.add_argument("--store", type=Path, help="record store (default: the default experiment's)")
+    store.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    store.set_defaults(func=cmd_store)
+
     repro = sub.add_parser("reproduce", help="reproduce a paper table: ours, paper, delta per cell")
     repro.add_argument("name", nargs="?", help="reproduction name (see --list)")
     repro.add_argument("--list", action="store_true", help="list the reproductions, their citations and data needs")
@@ -282,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, extra)
     except ShiftbenchError as exc:
         print(f"shiftbench: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("shiftbench: interrupted; finished cells are stored, so running the same command again resumes",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

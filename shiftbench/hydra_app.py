@@ -28,9 +28,15 @@ CONFIG_MODULE = "shiftbench.configs"
 
 
 class CellsFailed(ShiftbenchError):
-    """Some cells of a run failed: their records hold the tracebacks; the run's exit code is 1."""
+    """Some cells of a run failed: their records hold the tracebacks; the run's exit code is 1.
+    ``counts`` are the run's counts (as :meth:`Runner.run` returns them), where a run computed them."""
 
     exit_code = 1
+
+    def __init__(self, n_failed: int, n_cells: int, counts: dict[str, int] | None = None):
+        super().__init__(f"{n_failed} of {n_cells} cells failed; fix the cause and re-run the same command "
+                         "(finished cells are kept, failed ones are retried)")
+        self.counts = counts
 
 
 def compose(overrides: list[str]) -> dict[str, Any]:
@@ -45,7 +51,8 @@ def compose(overrides: list[str]) -> dict[str, Any]:
             cfg = hydra_compose(config_name="config", overrides=overrides)
         return OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ShiftbenchError(f"the overrides {overrides} do not give a valid config: {str(exc).splitlines()[0]}") from exc
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ShiftbenchError(f"the overrides do not give a valid config: {detail}") from exc
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
@@ -76,13 +83,15 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
           f"{counts['failed']} failed; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
           f"({counts['forward_seconds']:.1f} s in forward passes, {counts['model_seconds']:.1f} s building models)")
-    publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg)
+    n_failed = publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg)
+    if n_failed:
+        raise CellsFailed(n_failed, len(cells), counts)
     return counts
 
 
-def publish(found: Collection, cfg: dict[str, Any]) -> None:
+def publish(found: Collection, cfg: dict[str, Any]) -> int:
     """Print the leaderboard of ``found`` and write it with the records under ``results_dir``; report what was
-    left out and every failed cell; raise :class:`CellsFailed` if there was one."""
+    left out and every failed cell; return how many cells failed."""
     frame = found.frame
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
     for _, row in failed.iterrows():
@@ -98,9 +107,7 @@ def publish(found: Collection, cfg: dict[str, Any]) -> None:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    if len(failed):
-        raise CellsFailed(f"{len(failed)} of {len(frame)} cells failed; fix the cause and re-run the same command "
-                          "(finished cells are kept, failed ones are retried)")
+    return len(failed)
 
 
 def check_metric(frame, metric: str) -> None:
@@ -129,8 +136,11 @@ class CollectTables(Callback):
         cfg = OmegaConf.to_container(config, resolve=False)
         cfg.pop("hydra", None)  # its job fields (hydra.job.num) exist only inside a job
         cfg = {**OmegaConf.to_container(OmegaConf.create(cfg), resolve=True), "overrides": ["-m", *overrides]}
+        found = collect([cfg["store_dir"]])
         try:
-            publish(collect([cfg["store_dir"]]), cfg)
+            n_failed = publish(found, cfg)
+            if n_failed:
+                raise CellsFailed(n_failed, len(found.frame))
         except ShiftbenchError as exc:
             print(f"shiftbench: error: {exc}", file=sys.stderr)
             raise SystemExit(getattr(exc, "exit_code", 2)) from None

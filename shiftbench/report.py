@@ -177,6 +177,8 @@ def compare_with_reference(frame: pd.DataFrame, metric: str = "acc_avg", referen
     complete = scores[scores["complete"]][[*keys, "group"]].drop_duplicates()
     values = cell_values(frame, metric).merge(complete, on=[*keys, "group"])
     values = values[values["value"].notna()]
+    if values.empty:
+        return pd.DataFrame(columns=columns)
     match = ["dataset", "model", "scenario", "seed"]
     ref = values[values["method"] == reference].groupby(match, dropna=False)["value"].mean().rename("reference")
     paired = values.join(ref, on=match, how="inner")

@@ -13,17 +13,21 @@ import json
 import time
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
 from tqdm.auto import tqdm
 
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
-from shiftbench.cache import ArrayCache, code_version, stable_hash
+from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import check_seed_option, load_for_seed
+from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
+from shiftbench.identity import cell_identity
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
 from shiftbench.provenance import provenance
@@ -49,13 +53,27 @@ class Cell:
                 "scenario": self.scenario.as_dict(), "model": self.model, "method": self.method,
                 "hparams": json.loads(self.hparams), "seed": self.seed}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        """The cell a record's ``cell`` field describes (the inverse of :meth:`as_dict`)."""
+        return cls(d["dataset"], json.dumps(d["dataset_options"], sort_keys=True), Scenario(**d["scenario"]),
+                   d["model"], d["method"], json.dumps(d["hparams"], sort_keys=True), int(d["seed"]))
+
+    def identity(self) -> dict[str, str]:
+        """Hashes of the code this cell's result depends on (see :mod:`shiftbench.identity`)."""
+        return _identity(self.method, self.model, self.dataset)
+
     @property
     def key(self) -> str:
-        # the code of the method and of the model (whose weights it decides) is part of the cell: a
-        # changed plugin or a changed training recipe recomputes the cells that depend on it
-        codes = {"method_code": code_version(method_registry.registry.get(self.method)),
-                 "model_code": code_version(model_registry.get(self.model))}
-        return stable_hash({**self.as_dict(), **codes}, length=20)
+        # the code is part of the cell: a changed plugin, training recipe, adapter or harness
+        # recomputes the cells that depend on it, and only those
+        return stable_hash({**self.as_dict(), **self.identity()}, length=20)
+
+
+@lru_cache(maxsize=None)
+def _identity(method: str, model: str, dataset: str) -> dict[str, str]:
+    return cell_identity(method_registry.registry.get(method), model_registry.get(model),
+                         dataset_registry.adapter_class(dataset))
 
 
 @dataclass
@@ -66,6 +84,12 @@ class RunSettings:
     cache_dir: Path
     device: str = "cpu"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ShiftbenchError(f"device={self.device} but torch sees no CUDA GPU on this machine; use device=cpu")
+        if self.device.startswith("mps") and not torch.backends.mps.is_available():
+            raise ShiftbenchError(f"device={self.device} but torch sees no Apple MPS device here; use device=cpu")
 
 
 def as_list(value: Any) -> list:
@@ -82,18 +106,49 @@ def grid_points(method: str, overrides: dict[str, Any] | None) -> list[dict[str,
 def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
     """All cells of an experiment config (a plain dict, see ``configs/config.yaml``)."""
     ds = cfg["dataset"]
-    dataset_registry.registry.get(ds["name"])  # unknown names fail here, listing valid ones
+    dataset_registry.adapter_class(ds["name"])  # unknown names fail here, listing valid ones
     check_seed_option(ds["name"], ds.get("options") or {})  # the run's seed drives a dataset's seed option
     options = json.dumps(ds.get("options") or {}, sort_keys=True)
     scenarios = expand_scenarios(ds.get("scenarios") or [{}], defaults=ds.get("stream") or {})
     models = as_list(cfg.get("model")) or as_list(ds.get("models"))
     for m in models:
         model_registry.get(m)
+    methods, seeds = as_list(cfg["method"]), run_seeds(cfg)
+    points = method_settings(methods, cfg.get("grid") or {})
     cells = []
-    for model, method, seed, scenario in itertools.product(models, as_list(cfg["method"]), as_list(cfg["seed"]), scenarios):
-        for hp in grid_points(method, (cfg.get("grid") or {}).get(method)):
-            cells.append(Cell(ds["name"], options, scenario, model, method, json.dumps(hp, sort_keys=True), int(seed)))
+    for model, method, seed, scenario in itertools.product(models, methods, seeds, scenarios):
+        for hp in points[method]:
+            cells.append(Cell(ds["name"], options, scenario, model, method, json.dumps(hp, sort_keys=True), seed))
     return cells
+
+
+def run_seeds(cfg: dict[str, Any]) -> list[int]:
+    """The run's seeds as integers; anything else is a config error."""
+    seeds = as_list(cfg["seed"])
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, str)) or not str(s).lstrip("-").isdigit()]
+    if bad or not seeds:
+        raise ShiftbenchError(f"seed must be an integer or a list of integers (e.g. seed=[0,1,2]); got {cfg['seed']!r}")
+    return [int(s) for s in seeds]
+
+
+def method_settings(methods: list[str], grid: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every method's grid points, each instantiated once so that a bad hyperparameter value fails here,
+    before anything is computed; a grid override for a method not in the run is an error too."""
+    stray = sorted(set(grid) - set(methods))
+    if stray:
+        raise ShiftbenchError(f"grid overrides name methods that are not in this run: {stray}; the run's methods: "
+                              f"{methods} (check the spelling, or add the method with method=[...])")
+    points = {}
+    for method in methods:
+        points[method] = grid_points(method, grid.get(method))
+        for hp in points[method]:
+            try:
+                method_registry.load(method, **hp)
+            except ShiftbenchError:
+                raise
+            except Exception as exc:
+                raise ShiftbenchError(f"method {method!r} rejects hyperparameters {hp}: {exc}") from exc
+    return points
 
 
 def scenario_group(s: Scenario) -> str:
@@ -138,6 +193,8 @@ class Runner:
                     started = time.perf_counter()
                     model = build_model(model_name, dataset, seed, self.settings.cache_dir, self.settings.device)
                     counts["model_seconds"] += time.perf_counter() - started
+                except ShiftbenchError:
+                    raise  # a config error (bad option, missing data, wrong device): every cell would fail alike
                 except Exception:
                     tb = traceback.format_exc()
                     for cell in group:
@@ -176,7 +233,7 @@ class Runner:
         return "ok"
 
     def _write(self, cell: Cell, status: str, metrics: dict | None = None, error: str | None = None, **extra: Any) -> None:
-        record = {"key": cell.key, "status": status, "cell": cell.as_dict(), "metrics": metrics or {},
+        record = {"key": cell.key, "status": status, "cell": cell.as_dict(), "identity": cell.identity(), "metrics": metrics or {},
                   "scenario_name": cell.scenario.name, "scenario_group": scenario_group(cell.scenario),
                   "provenance": provenance(), "error": error, "finished": time.time(), **extra}
         if "family" not in record:
