@@ -59,7 +59,10 @@ def oracle_mask(frame: pd.DataFrame) -> pd.Series:
 
 
 def cell_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per cell record: row keys, group, scenario, seed, ``status`` and ``value`` (NaN unless ok)."""
+    """One row per cell record: row keys, group, scenario, seed, ``status`` and ``value`` (NaN unless ok).
+
+    Rows whose finished cells report other metrics but not this one (a performance estimator in an
+    accuracy table) are not rows of this metric's table and are left out; failed cells stay."""
     col = f"metric.{metric}"
     keys = row_keys(frame)
     columns = [*keys, "group", "scenario", "seed", "status", "value"]
@@ -69,7 +72,10 @@ def cell_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     out = frame.assign(value=pd.to_numeric(values, errors="coerce").where(frame["status"] == "ok"))
     if "scorer" in keys:  # rows without model selection have no scorer; keep them as rows of their own
         out = out.assign(scorer=out["scorer"].fillna("").astype(str))
-    return out[columns].reset_index(drop=True)
+    out = out[columns].reset_index(drop=True)
+    row = out.groupby(keys, dropna=False, sort=False)
+    other_metric = row["status"].transform(lambda s: (s == "ok").any()) & ~row["value"].transform(lambda v: v.notna().any())
+    return out[~other_metric.astype(bool)].reset_index(drop=True)
 
 
 def _universe(values: pd.DataFrame, keys: list[str]) -> pd.Series:
