@@ -80,8 +80,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None
     counts = runner.run(cells)
+    elsewhere = f", {counts['elsewhere']} computed by another worker" if counts["elsewhere"] else ""
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
-          f"{counts['failed']} failed; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
+          f"{counts['failed']} failed{elsewhere}; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
           f"({counts['forward_seconds']:.1f} s in forward passes, {counts['model_seconds']:.1f} s building models)")
     n_failed = publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg)
     if n_failed:

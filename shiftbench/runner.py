@@ -24,6 +24,7 @@ from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
 from shiftbench.cache import ArrayCache, stable_hash
+from shiftbench.claims import Claims
 from shiftbench.dataset import check_seed_option, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
@@ -33,7 +34,7 @@ from shiftbench.models import registry as model_registry
 from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, expand_scenarios
 from shiftbench.seeding import seed_globals
-from shiftbench.store import RecordStore
+from shiftbench.store import FINAL_STATUSES, RecordStore
 
 
 @dataclass(frozen=True)
@@ -173,43 +174,85 @@ class Runner:
         self.settings = settings
         self.store = RecordStore(settings.store_dir)
         self.cache = ArrayCache(settings.cache_dir)
+        self.claims = Claims(settings.store_dir)
 
     def pending(self, cells: Iterable[Cell]) -> list[Cell]:
         return [c for c in cells if not self.store.is_done(c.key)]
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         """Run every cell whose record is missing or failed; return counts by status and timings
-        (forward passes over whole splits, their seconds, seconds spent building/training models)."""
+        (forward passes over whole splits, their seconds, seconds spent building/training models).
+
+        Workers sharing the store claim cells before computing them (:mod:`shiftbench.claims`): a
+        cell another live worker is computing is left to it, and this run waits for its record at
+        the end (``elsewhere`` counts those), taking the cell over if that worker dies."""
         todo = self.pending(cells)
-        counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0,
+        counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
                   "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
-        groups: dict[tuple, list[Cell]] = {}
-        for c in todo:
-            groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
+        began = time.time()
         with tqdm(total=len(todo), desc="cells", unit="cell", disable=None if self.settings.progress else True) as bar:
-            for (name, options, model_name, seed), group in groups.items():
-                try:
-                    dataset = load_for_seed(name, json.loads(options), seed)
-                    started = time.perf_counter()
-                    model = build_model(model_name, dataset, seed, self.settings.cache_dir, self.settings.device)
-                    counts["model_seconds"] += time.perf_counter() - started
-                except ShiftbenchError:
-                    raise  # a config error (bad option, missing data, wrong device): every cell would fail alike
-                except Exception:
-                    tb = traceback.format_exc()
-                    for cell in group:
-                        self._write(cell, "failed", error=tb)
-                        counts["failed"] += 1
-                        bar.update(1)
-                    continue
-                for cell in group:
-                    bar.set_postfix_str(f"{cell.method} on {cell.scenario.name}", refresh=False)
-                    status = self._run_cell(cell, dataset, model)
-                    counts[status] += 1
-                    bar.update(1)
-                counts["forward_passes"] += model.forward_passes
-                counts["forward_seconds"] += model.forward_seconds
+            while todo:
+                groups: dict[tuple, list[Cell]] = {}
+                for c in todo:
+                    groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
+                claimed_elsewhere = []
+                for group in groups.values():
+                    mine = [c for c in group if self.claims.acquire(c.key)]
+                    claimed_elsewhere += [c for c in group if c not in mine]
+                    try:
+                        if mine:
+                            self._run_group(mine, counts, bar)
+                    finally:
+                        for c in mine:
+                            self.claims.release(c.key)
+                todo = self._wait_for(claimed_elsewhere, began, counts, bar)
         return counts
+
+    def _run_group(self, group: list[Cell], counts: dict[str, Any], bar: tqdm) -> None:
+        """Cells sharing (dataset, options, model, seed): one dataset, one model, their forward passes."""
+        first = group[0]
+        try:
+            dataset = load_for_seed(first.dataset, json.loads(first.dataset_options), first.seed)
+            started = time.perf_counter()
+            model = build_model(first.model, dataset, first.seed, self.settings.cache_dir, self.settings.device)
+            counts["model_seconds"] += time.perf_counter() - started
+        except ShiftbenchError:
+            raise  # a config error (bad option, missing data, wrong device): every cell would fail alike
+        except Exception:
+            tb = traceback.format_exc()
+            for cell in group:
+                self._write(cell, "failed", error=tb)
+                counts["failed"] += 1
+                bar.update(1)
+            return
+        for cell in group:
+            bar.set_postfix_str(f"{cell.method} on {cell.scenario.name}", refresh=False)
+            counts[self._run_cell(cell, dataset, model)] += 1
+            bar.update(1)
+        counts["forward_passes"] += model.forward_passes
+        counts["forward_seconds"] += model.forward_seconds
+
+    def _wait_for(self, cells: list[Cell], began: float, counts: dict[str, Any], bar: tqdm,
+                  poll: float = 0.5) -> list[Cell]:
+        """Wait until every cell claimed by another worker has its record (a failed one written during this
+        run counts as tried); return the cells whose claims went stale, for this run to compute."""
+        waiting, orphaned = list(cells), []
+        while waiting:
+            still = []
+            for cell in waiting:
+                record = self.store.load(cell.key)
+                if record is not None and (record["status"] in FINAL_STATUSES or record.get("finished", 0) >= began):
+                    counts["elsewhere"] += 1
+                    bar.update(1)
+                elif self.claims.is_stale(cell.key):
+                    orphaned.append(cell)
+                else:
+                    still.append(cell)
+            if still:
+                bar.set_postfix_str(f"waiting for {len(still)} cells another worker is computing", refresh=True)
+                time.sleep(poll)
+            waiting = still
+        return orphaned
 
     def _run_cell(self, cell: Cell, dataset, model) -> str:
         start = time.perf_counter()

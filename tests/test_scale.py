@@ -28,8 +28,8 @@ def config(tmp_path: Path, cache_dir: Path, store: str, methods: list[str], resu
     }
 
 
-def _worker(cfg: dict) -> None:
-    run_experiment(cfg)
+def _worker(cfg: dict, counts) -> None:
+    counts.put(run_experiment(cfg))
 
 
 @pytest.mark.slow
@@ -39,14 +39,19 @@ def test_two_workers_on_one_store_lose_and_duplicate_nothing(tmp_path, cache_dir
     first = config(tmp_path, cache_dir, "shared", ["source_only"], "results-1")
     second = config(tmp_path, cache_dir, "shared", ["bn_adapt", "source_only"], "results-2")  # overlaps on source_only
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(cfg,)) for cfg in (first, second)]
+    counts = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(cfg, counts)) for cfg in (first, second)]
     for w in workers:
         w.start()
+    done = [counts.get(timeout=300) for _ in workers]
     for w in workers:
         w.join(timeout=300)
     assert [w.exitcode for w in workers] == [0, 0]
 
     expected = {c.key for c in expand_cells(first)} | {c.key for c in expand_cells(second)}
+    assert sum(c["ok"] for c in done) == len(expected)  # claims: no cell computed twice
+    assert sum(c["ok"] + c["elsewhere"] + c["cached"] for c in done) == len(expand_cells(first)) + len(expand_cells(second))
+    assert not list((tmp_path / "shared" / "claims").glob("*.claim"))  # every claim released
     files = sorted((tmp_path / "shared" / "records").iterdir())
     assert [p.suffix for p in files] == [".json"] * len(files)  # no leftover temporary files
     records = RecordStore(tmp_path / "shared").records()
