@@ -274,6 +274,12 @@ def cell_text(row: pd.Series, scale: float, digits: int = 1) -> str:
     return text + MARKS[int(row.get("significant", 0) or 0)]
 
 
+def seed_values_text(values: np.ndarray, metric: str = "acc_avg", digits: int = 1) -> str:
+    """Per-seed values of one table cell as the leaderboards show them (:func:`summarise_seeds`, :func:`cell_text`)."""
+    summary = summarise_seeds(values, metric)
+    return cell_text(pd.Series({**summary, "complete": True}), metric_facts(metric).scale, digits)
+
+
 def marked_wide(long: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Text leaderboard: one column per group (``avg`` last) with :func:`cell_text`, oracle rows labelled
     ``(oracle)``, the number of ``seeds`` behind each row and its ``avg rank`` across tasks."""
