@@ -44,6 +44,7 @@ def _load_cached(name: str, options_json: str) -> Dataset:
     cls = adapter_class(name)
     if cls.name != name:  # a corrupted view of a base dataset
         options = {"base": name[:-2], **options}
+    cls.check_options(options)
     return cls(**options)
 
 

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from shiftbench.dataset import Dataset, Grouper, Split
+from shiftbench.errors import ShiftbenchError
+from shiftbench.validation import check_int
 
 
 def sklearn_digits_as_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +65,12 @@ class Digits(Dataset):
 
     def __init__(self, split_seed: int = 0, n_train: int = 3000, n_val: int = 1000, n_test: int = 1000):
         super().__init__(split_seed=split_seed, n_train=n_train, n_val=n_val, n_test=n_test)
+        for option, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            check_int(value, option, "dataset digits", at_least=10)  # stratified over 10 classes
+        check_int(split_seed, "split_seed", "dataset digits", at_least=0)
         if n_train + n_val + n_test > 5000:
-            raise ValueError(f"n_train + n_val + n_test must be at most 5000 (MNIST 5k); got {n_train + n_val + n_test}")
+            raise ShiftbenchError(f"dataset digits: n_train + n_val + n_test must be at most 5000 (MNIST 5k has 5000 "
+                                  f"images); got {n_train} + {n_val} + {n_test} = {n_train + n_val + n_test}")
         x, y = mnist_5k()
         parts = stratified_parts(y, [n_train, n_val, n_test], split_seed)
         xt, yt = sklearn_digits_as_mnist()

@@ -47,7 +47,8 @@ class FileWriteError(ShiftbenchError, OSError):
     """A file could not be written; the message names it (``errno`` is the underlying error's)."""
 
     def __init__(self, path: Path, cause: OSError):
-        super().__init__(f"cannot write {path}: {cause.strerror or cause}")
+        super().__init__(f"cannot write {path}: {cause.strerror or cause} (a read-only or full cache? point "
+                         "SHIFTBENCH_CACHE_DIR or cache_dir=... at a writable folder)")
         self.errno, self.filename = cause.errno, str(path)
 
     def __str__(self) -> str:

@@ -11,6 +11,7 @@ allow-list), built by :meth:`Dataset.label_free`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -203,6 +204,17 @@ class Dataset:
         self.class_names: list[str] | None = None
 
     @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Reject option names ``__init__`` does not take (a typo would otherwise be ignored), listing the valid ones."""
+        params = inspect.signature(cls.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        valid = sorted(k for k in params if k != "self")
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ShiftbenchError(f"dataset {cls.name!r} has no options {unknown}; its options: {', '.join(valid) or '(none)'}")
+
+    @classmethod
     def options_for_seed(cls, options: dict[str, Any], seed: int) -> dict[str, Any]:
         """``options`` with the seed option (if any) set to the data seed of the cell seed ``seed``."""
         if cls.seed_option is None:
@@ -283,7 +295,12 @@ def seeded_options(name: str, options: dict[str, Any], seed: int) -> dict[str, A
 
 
 def check_seed_option(name: str, options: dict[str, Any]) -> None:
-    """Fail early (at cell expansion) if a run config sets the seed option that the run's ``seed`` drives."""
+    """Fail early (at cell expansion) on an option name the adapter does not take, or if a run config sets
+    the seed option that the run's ``seed`` drives."""
+    from shiftbench import datasets
+
+    cls = datasets.adapter_class(name)
+    cls.check_options(options if cls.name == name else {"base": name[:-2], **options})
     seeded_options(name, options, 0)
 
 

@@ -9,6 +9,7 @@ from all current records when the sweep ends, and fails the sweep if any cell fa
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -72,6 +73,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     Raises :class:`CellsFailed` after writing the tables when any cell failed."""
     cells = expand_cells(cfg)
     runner = Runner(settings_from(cfg))
+    if not cfg.get("dry_run"):
+        check_writable(cfg["results_dir"], "results dir")
+        if runner.pending(cells):  # a fully cached re-run reads the store and the cache only
+            check_writable(Path(cfg["store_dir"]) / "records", "store dir")
     if cfg.get("dry_run"):
         pending = runner.pending(cells)
         print(f"{len(cells)} cells, {len(cells) - len(pending)} cached, {len(pending)} to compute")
@@ -95,9 +100,7 @@ def publish(found: Collection, cfg: dict[str, Any]) -> int:
     left out and every failed cell; return how many cells failed."""
     frame = found.frame
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
-    for _, row in failed.iterrows():
-        print(f"FAILED {row['method']} {row['hparams']} on {row['scenario']} ({row['model']}, seed {row['seed']}): "
-              f"see record {row['key']} in {cfg['store_dir']}", file=sys.stderr)
+    report_failures(failed, Path(cfg["store_dir"]))
     check_metric(frame, cfg["metric"])
     notes = found.notes()
     if len(failed):
@@ -109,6 +112,30 @@ def publish(found: Collection, cfg: dict[str, Any]) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return len(failed)
+
+
+def report_failures(failed, store_dir: Path, shown: int = 3) -> None:
+    """Failed cells grouped by cause: the cause's one line, how many cells, a few of them with their record."""
+    for cause, cells in failed.groupby("error", sort=False):
+        print(f"FAILED {len(cells)} cells: {cause or '(no error recorded)'}", file=sys.stderr)
+        for _, row in cells.head(shown).iterrows():
+            print(f"  {row['method']} {row['hparams']} on {row['scenario']} ({row['model']}, seed {row['seed']}): "
+                  f"{store_dir / 'records' / (row['key'] + '.json')}", file=sys.stderr)
+        if len(cells) > shown:
+            print(f"  ... and {len(cells) - shown} more with the same cause", file=sys.stderr)
+
+
+def check_writable(folder: Path | str, what: str) -> None:
+    """Fail before computing when ``folder`` cannot be created or written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".shiftbench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ShiftbenchError(f"cannot write the {what} {folder}: {exc.strerror or exc}; choose another folder "
+                              f"(e.g. {what.replace(' ', '_')}=/path/you/own)") from exc
 
 
 def check_metric(frame, metric: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
-from shiftbench.cache import ArrayCache, stable_hash
+from shiftbench.cache import ArrayCache, FileWriteError, stable_hash
 from shiftbench.claims import Claims
 from shiftbench.dataset import check_seed_option, load_for_seed
 from shiftbench.errors import ShiftbenchError
@@ -31,6 +32,7 @@ from shiftbench.families import Task, Truth
 from shiftbench.identity import cell_identity
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
+from shiftbench.progress import progress_bar
 from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, expand_scenarios
 from shiftbench.seeding import seed_globals
@@ -190,23 +192,33 @@ class Runner:
         counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
                   "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
         began = time.time()
-        with tqdm(total=len(todo), desc="cells", unit="cell", disable=None if self.settings.progress else True) as bar:
-            while todo:
-                groups: dict[tuple, list[Cell]] = {}
-                for c in todo:
-                    groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
-                claimed_elsewhere = []
-                for group in groups.values():
-                    mine = [c for c in group if self.claims.acquire(c.key)]
-                    claimed_elsewhere += [c for c in group if c not in mine]
-                    try:
-                        if mine:
-                            self._run_group(mine, counts, bar)
-                    finally:
-                        for c in mine:
-                            self.claims.release(c.key)
-                todo = self._wait_for(claimed_elsewhere, began, counts, bar)
+        with progress_bar(len(todo), self.settings.progress) as bar:
+            try:
+                self._run_all(todo, began, counts, bar)
+            except KeyboardInterrupt:
+                saved = counts["cached"] + counts["ok"] + counts["failed"] + counts["not_applicable"]
+                print(f"\ninterrupted: {saved} of {len(cells)} cells are stored in {self.settings.store_dir}",
+                      file=sys.stderr)
+                raise
         return counts
+
+    def _run_all(self, todo: list[Cell], began: float, counts: dict[str, Any], bar: tqdm) -> None:
+        """Compute ``todo`` group by group, claiming cells; then wait for cells other workers hold."""
+        while todo:
+            groups: dict[tuple, list[Cell]] = {}
+            for c in todo:
+                groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
+            claimed_elsewhere = []
+            for group in groups.values():
+                mine = [c for c in group if self.claims.acquire(c.key)]
+                claimed_elsewhere += [c for c in group if c not in mine]
+                try:
+                    if mine:
+                        self._run_group(mine, counts, bar)
+                finally:
+                    for c in mine:
+                        self.claims.release(c.key)
+            todo = self._wait_for(claimed_elsewhere, began, counts, bar)
 
     def _run_group(self, group: list[Cell], counts: dict[str, Any], bar: tqdm) -> None:
         """Cells sharing (dataset, options, model, seed): one dataset, one model, their forward passes."""
@@ -269,6 +281,8 @@ class Runner:
             seed_globals(cell.seed)
             output = method.run(task)
             metrics = method.evaluate(output, Truth(dataset, split), task)
+        except FileWriteError:
+            raise  # the cache or store cannot be written: every cell would fail alike
         except Exception:
             self._write(cell, "failed", error=traceback.format_exc(), seconds=time.perf_counter() - start, **extra)
             return "failed"

@@ -103,6 +103,12 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (None, f"malformed: {problem}") if problem else (record, None)
 
 
+def error_line(error: Any) -> str:
+    """The line of a stored traceback (or reason) that says what went wrong: its last non-empty line."""
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record: cell fields, ``metric.<name>`` columns, status and provenance columns."""
     rows = []
@@ -116,6 +122,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         prov = r.get("provenance", {})
         row.update({"git_commit": prov.get("git_commit"), "config_hash": r["key"], "data_hash": r.get("data_hash"),
                     "model_hash": r.get("model_hash"), "model_weights": r.get("model_weights"),
-                    "packages": json.dumps(prov.get("packages", {}), sort_keys=True), "seconds": r.get("seconds")})
+                    "packages": json.dumps(prov.get("packages", {}), sort_keys=True), "seconds": r.get("seconds"),
+                    "error": error_line(r.get("error"))})
         rows.append(row)
     return pd.DataFrame(rows)

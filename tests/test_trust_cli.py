@@ -112,6 +112,7 @@ def test_a_plugin_failing_on_half_its_cells_gets_no_average_no_rank_and_fails_th
     proc = shiftbench(plugins, *run_args(tmp_path, "store", "source_only,test_half_failing"))
     assert proc.returncode == 1, proc.stderr
     assert "2 of 8 cells failed" in proc.stderr and "re-run the same command" in proc.stderr
+    assert "FAILED 2 cells: RuntimeError: fails on id_test" in proc.stderr  # grouped by cause, one line each
     board = (tmp_path / "results-store" / "leaderboard.md").read_text()
     row = next(line for line in board.splitlines() if line.startswith("|") and "test_half_failing" in line)
     assert "0/2 cells" in row and "2/4 cells" in row  # coverage instead of values on id_test and avg
