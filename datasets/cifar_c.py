@@ -28,7 +28,8 @@ class CifarC(Dataset):
     folder: ClassVar[str] = "CIFAR-10-C"
     n_classes_total: ClassVar[int] = 10
     download_command = ("mkdir -p <root_dir> && curl -L https://zenodo.org/record/2535967/files/CIFAR-10-C.tar "
-                        "| tar -x -C <root_dir>")
+                        "-o <root_dir>/CIFAR-10-C.tar && python -m shiftbench.safe_io <root_dir>/CIFAR-10-C.tar "
+                        "<root_dir> && rm <root_dir>/CIFAR-10-C.tar")
     size: ClassVar[str] = "about 2.9 GB"
     visible_metadata = ("corruption", "severity")
     target_only = True
@@ -79,4 +80,5 @@ class Cifar100C(CifarC):
     folder = "CIFAR-100-C"
     n_classes_total = 100
     download_command = ("mkdir -p <root_dir> && curl -L https://zenodo.org/record/3555552/files/CIFAR-100-C.tar "
-                        "| tar -x -C <root_dir>")
+                        "-o <root_dir>/CIFAR-100-C.tar && python -m shiftbench.safe_io <root_dir>/CIFAR-100-C.tar "
+                        "<root_dir> && rm <root_dir>/CIFAR-100-C.tar")

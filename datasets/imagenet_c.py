@@ -41,8 +41,9 @@ class ImageNetC(Dataset):
 
     name = "imagenet-c"
     default_root: ClassVar[str] = "data/ImageNet-C"
-    download_command = ("for part in blur digital extra noise weather; do curl -L "
-                        "https://zenodo.org/record/2235448/files/$part.tar | tar -x -C <root_dir>; done")
+    download_command = ("mkdir -p <root_dir> && for part in blur digital extra noise weather; do curl -L "
+                        "https://zenodo.org/record/2235448/files/$part.tar -o <root_dir>/$part.tar && "
+                        "python -m shiftbench.safe_io <root_dir>/$part.tar <root_dir> && rm <root_dir>/$part.tar; done")
     size: ClassVar[str] = "about 65 GB in five archives"
     visible_metadata = ("corruption", "severity")  # not ``wnid``: the class folder
     target_only = True
@@ -100,6 +101,7 @@ class TinyImageNetC(ImageNetC):
 
     name = "tiny-imagenet-c"
     default_root = "data/Tiny-ImageNet-C"
-    download_command = ("curl -L https://zenodo.org/record/2536630/files/Tiny-ImageNet-C.tar "
-                        "| tar -x -C $(dirname <root_dir>)")
+    download_command = ("curl -L --create-dirs https://zenodo.org/record/2536630/files/Tiny-ImageNet-C.tar "
+                        "-o <root_dir>.tar && python -m shiftbench.safe_io <root_dir>.tar $(dirname <root_dir>) "
+                        "&& rm <root_dir>.tar")
     size = "about 2 GB"

@@ -33,7 +33,6 @@ the Euclidean distance of their embeddings (for a pair of communities, the mean 
 
 from __future__ import annotations
 
-import pickle
 import random
 import re
 from pathlib import Path
@@ -46,6 +45,7 @@ from shiftbench.cache import stable_hash
 from shiftbench.dataset import Dataset, Grouper, Split
 from shiftbench.datasets._options import as_flag
 from shiftbench.errors import MissingDataError, ShiftbenchError
+from shiftbench.safe_io import restricted_load
 
 SUBSETS_FILE = "full-candidate-subsets.pkl"
 IMAGE_FOLDER = Path("allImages") / "images"
@@ -108,8 +108,9 @@ def load_subsets(path: Path) -> dict[str, set[str]]:
     if not path.exists():
         raise MissingDataError("MetaShift meta-data", str(path), DOWNLOAD_COMMAND, "18 MB")
     try:
-        with open(path, "rb") as f:
-            subsets = pickle.load(f)
+        subsets = restricted_load(path)  # plain data only: a pickle naming any class or function is refused
+    except ShiftbenchError:
+        raise
     except Exception as exc:
         raise ShiftbenchError(f"malformed MetaShift meta-data {path}: cannot unpickle ({exc})") from exc
     if not isinstance(subsets, dict):

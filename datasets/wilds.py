@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import pickle
 import sys
 import warnings
@@ -53,6 +54,7 @@ from shiftbench.datasets import _wilds_eval as official
 from shiftbench.datasets._options import as_flag
 from shiftbench.errors import MissingDataError, ShiftbenchError
 from shiftbench.metrics import classification_metrics
+from shiftbench.safe_io import safe_extract
 
 #: ask before downloading more than this many bytes (or an archive of unknown size)
 CONFIRM_ABOVE_BYTES = 1_000_000_000
@@ -662,15 +664,53 @@ def download(name: str, root_dir: str | Path = "data", yes: bool = False, unlabe
         if answer.strip().lower() not in ("y", "yes"):
             raise ShiftbenchError(f"download of {short} cancelled (pass --yes to download without asking)")
     wilds = import_wilds()
+    refused: list[ShiftbenchError] = []
     try:
-        with _object_strings():
+        with _object_strings(), _safe_extraction(short, refused):
             wilds.get_dataset(dataset=short, root_dir=str(root), download=True, unlabeled=unlabeled)
     except Exception as exc:
-        raise ShiftbenchError(f"the WILDS downloader failed for {short} into {data_dir}: {exc}") from exc
+        if not refused:
+            raise ShiftbenchError(f"the WILDS downloader failed for {short} into {data_dir}: {exc}") from exc
+    if refused:  # wilds prints and swallows its downloader's errors: the refusal is the cause
+        raise refused[0]
     if short != "ogb-molpcba" and not (data_dir / f"RELEASE_v{version}.txt").exists():
         raise ShiftbenchError(f"the WILDS downloader did not complete {data_dir} (no RELEASE_v{version}.txt); "
                               f"delete {data_dir / 'archive.tar.gz'} if present and run the command again")
     return data_dir
+
+
+@contextmanager
+def _safe_extraction(short: str, refused: list[ShiftbenchError]) -> Iterator[None]:
+    """While the WILDS downloader (and OGB's, for ogb-molpcba) runs, its archives are extracted by
+    :func:`safe_extract` instead of an unfiltered ``extractall``; refusals are appended to ``refused``."""
+
+    def extract(archive: str, target: str) -> None:
+        try:
+            safe_extract(archive, target)
+        except ShiftbenchError as exc:
+            refused.append(exc)
+            raise
+
+    def wilds_extract_archive(from_path: str, to_path: str | None = None, remove_finished: bool = False) -> None:
+        extract(from_path, to_path or os.path.dirname(from_path))
+        if remove_finished:
+            os.remove(from_path)
+
+    def ogb_extract_zip(path: str, folder: str, log: bool = True) -> None:
+        extract(path, folder)
+
+    patches = [(importlib.import_module("wilds.datasets.download_utils"), "extract_archive", wilds_extract_archive)]
+    if short == "ogb-molpcba":
+        with _without_version_check():
+            patches.append((importlib.import_module("ogb.graphproppred.dataset_pyg"), "extract_zip", ogb_extract_zip))
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, replacement in patches:
+        setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
 
 
 def _adapter_classes() -> list[type[WildsDataset]]:

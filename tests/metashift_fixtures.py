@@ -1,5 +1,6 @@
-"""A tiny MetaShift in the real format: ``full-candidate-subsets.pkl`` (dict ``"class(context)"`` ->
-set of image ids) naming every subset the MetaShift tasks use, and ``allImages/images/<id>.jpg``.
+"""A tiny MetaShift in the real format: ``full-candidate-subsets.pkl`` (a ``collections.defaultdict(set)``
+``"class(context)"`` -> set of image ids, pickled by Python 3, as the MetaShift README describes it) naming
+every subset the MetaShift tasks use, and ``allImages/images/<id>.jpg``.
 
 Each subset gets three images of its own; the subsets of a community share one more image (so the
 overlap graph has edges) and the dog communities are chained by bridge images; ``cat(dog)`` holds two
@@ -10,6 +11,7 @@ dogs bluish. Image ids are numbers in a shuffled order, as Visual Genome's are: 
 from __future__ import annotations
 
 import pickle
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,7 @@ def build(root: Path, images: bool = True) -> dict[str, set[str]]:
     subsets, cats = _numbered(subsets)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ms.SUBSETS_FILE, "wb") as f:
-        pickle.dump(subsets, f)
+        pickle.dump(defaultdict(set, subsets), f)
     if images:
         folder = root / ms.IMAGE_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
