@@ -122,6 +122,8 @@ NOTES = """## Notes
   lambda is not unique), so the minimax risk and the classifier depend on which optimal vertex the
   LP solver returns; on NYC flights the more accurate weights of the new solver moved DW-GCS from
   70.1% to 63.7% (within its seed spread of about 12 points).
+- The breast_cancer and wine columns are scikit-learn's bundled copies of those UCI sets with a
+  biased sample on feature 0, not the DW-GCS paper's data or protocol; they are not a reproduction.
 - skada's `subspace` generator gives a target on which every linear model trained on the source
   is almost always wrong (0% for source only); the conditional shift defeats all reweighting
   methods (p(y|x) changes), while the mapping methods (CORAL, SA, JDOT) recover it.

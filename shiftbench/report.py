@@ -59,17 +59,20 @@ def oracle_mask(frame: pd.DataFrame) -> pd.Series:
 
 
 def cell_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per cell record: row keys, group, scenario, seed, ``status`` and ``value`` (NaN unless ok).
+    """One row per cell record: row keys, group, scenario, seed, ``status``, ``value`` (NaN unless ok) and
+    ``inputs`` (the cell's data and model hashes, where records have them).
 
     Rows whose finished cells report other metrics but not this one (a performance estimator in an
     accuracy table) are not rows of this metric's table and are left out; failed cells stay."""
     col = f"metric.{metric}"
     keys = row_keys(frame)
-    columns = [*keys, "group", "scenario", "seed", "status", "value"]
+    columns = [*keys, "group", "scenario", "seed", "status", "value", "inputs"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     values = frame[col] if col in frame else pd.Series(np.nan, index=frame.index)
-    out = frame.assign(value=pd.to_numeric(values, errors="coerce").where(frame["status"] == "ok"))
+    hashes = [frame[c].astype(str) for c in ("data_hash", "model_hash") if c in frame]
+    inputs = hashes[0].str.cat(hashes[1:], sep="|") if hashes else pd.Series("", index=frame.index)
+    out = frame.assign(value=pd.to_numeric(values, errors="coerce").where(frame["status"] == "ok"), inputs=inputs)
     if "scorer" in keys:  # rows without model selection have no scorer; keep them as rows of their own
         out = out.assign(scorer=out["scorer"].fillna("").astype(str))
     out = out[columns].reset_index(drop=True)
@@ -88,11 +91,12 @@ def _universe(values: pd.DataFrame, keys: list[str]) -> pd.Series:
 def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per (row, group): coverage (``n_cells`` ok of ``n_expected``, ``complete``) and, for complete groups
     and a complete ``avg``, one row per seed with its ``value``. Columns: row keys, group, seed (NaN for
-    incomplete groups), value, n_cells, n_expected, complete."""
+    incomplete groups), value, n_cells, n_expected, complete, and ``inputs_vary``: whether the seeds saw
+    different data or models (then equal values are a coincidence, not one effective replicate)."""
     values = cell_values(frame, metric)
     keys = row_keys(frame)
     if values.empty:
-        return pd.DataFrame(columns=[*keys, "group", "seed", "value", "n_cells", "n_expected", "complete"])
+        return pd.DataFrame(columns=seed_score_columns(keys))
     values = values.assign(_u=_universe(values, keys), _pair=list(zip(values["scenario"], values["seed"])))
     out: list[dict] = []
     for _, universe in values.groupby("_u", sort=False):
@@ -102,6 +106,7 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             not_applicable = set(row.loc[row["status"] == "not_applicable", "_pair"])
             ok = row[row["value"].notna()]
             ok_value = dict(zip(ok["_pair"], ok["value"]))
+            varying = {scenario for scenario, part in ok.groupby("scenario") if part["inputs"].nunique() > 1}
             per_group: dict[str, dict] = {}
             for group, pairs in grid.items():
                 expected = pairs - not_applicable
@@ -109,7 +114,8 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                     continue
                 have = expected & set(ok_value)
                 entry = {**ident, "group": group, "n_cells": len(have), "n_expected": len(expected),
-                         "complete": len(have) == len(expected)}
+                         "complete": len(have) == len(expected),
+                         "inputs_vary": any(scenario in varying for scenario, _ in expected)}
                 if entry["complete"]:
                     by_seed: dict[int, list[float]] = {}
                     for scenario, seed in sorted(expected, key=str):
@@ -122,7 +128,7 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                 continue  # not applicable anywhere: no row
             groups = [g for g in grid if grid[g] - not_applicable]
             avg = {**ident, "group": "avg", "n_cells": sum(len(set(ok_value) & (grid[g] - not_applicable)) for g in groups),
-                   "n_expected": sum(len(grid[g] - not_applicable) for g in groups)}
+                   "n_expected": sum(len(grid[g] - not_applicable) for g in groups), "inputs_vary": bool(varying)}
             common = set.intersection(*(set(per_group[g]) for g in groups)) if groups and len(per_group) == len(groups) else set()
             avg["complete"] = bool(common)
             if common:
@@ -130,15 +136,23 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                            for s in sorted(common))
             else:
                 out.append({**avg, "seed": np.nan, "value": np.nan})
-    return pd.DataFrame(out, columns=[*keys, "group", "seed", "value", "n_cells", "n_expected", "complete"])
+    return pd.DataFrame(out, columns=seed_score_columns(keys))
 
 
-def summarise_seeds(values: np.ndarray, metric: str, confidence: float = 0.95) -> dict:
-    """Mean over seeds, effective replicates and, with enough of them, the interval clipped to the metric's range."""
+def seed_score_columns(keys: list[str]) -> list[str]:
+    """Columns of :func:`seed_scores`."""
+    return [*keys, "group", "seed", "value", "n_cells", "n_expected", "complete", "inputs_vary"]
+
+
+def summarise_seeds(values: np.ndarray, metric: str, inputs_vary: bool = False, confidence: float = 0.95) -> dict:
+    """Mean over seeds, effective replicates and, with enough of them, the interval clipped to the metric's range.
+
+    Equal values over seeds are one effective replicate unless ``inputs_vary`` (the seeds saw different
+    data or models, so the equality is a coincidence of a discrete metric)."""
     v = np.asarray(values, dtype=np.float64)
     facts = metric_facts(metric)
     n = len(v)
-    n_eff = 1 if n and np.allclose(v, v[0], rtol=0.0, atol=1e-12) else n
+    n_eff = 1 if n and not inputs_vary and np.allclose(v, v[0], rtol=0.0, atol=1e-12) else n
     mean = float(v.mean()) if n else math.nan
     half = math.nan
     if n_eff >= MIN_SEEDS_FOR_INTERVAL:
@@ -237,7 +251,7 @@ def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: st
     rows = []
     for key, part in scores.groupby([*keys, "group"], dropna=False, sort=True):
         first = part.iloc[0]
-        summary = summarise_seeds(part["value"].to_numpy(), metric) if first["complete"] else \
+        summary = summarise_seeds(part["value"].to_numpy(), metric, bool(first["inputs_vary"])) if first["complete"] else \
             {"mean": math.nan, "ci95": math.nan, "low": math.nan, "high": math.nan, "n_seeds": 0, "n_eff": 0,
              "seed_values": ""}
         rows.append({**dict(zip([*keys, "group"], key)), "metric": metric, **summary, "n_cells": int(first["n_cells"]),

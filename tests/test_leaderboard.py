@@ -207,3 +207,13 @@ def test_an_incomplete_row_is_never_ranked_above_a_complete_one():
     assert better["rank"].loc[["test", "avg"]].isna().all() and better.loc["id_test-c", "rank"] == 1
     assert better.loc["avg", "n_cells"] == 20 and better.loc["avg", "n_expected"] == 21
     assert long[(long["group"] == "avg") & long["rank"].notna()]["method"].nunique() == 3
+
+
+def test_equal_values_from_different_data_are_a_coincidence_not_one_replicate():
+    frame = _one_group({"source_only": [0.088, 0.088, 0.088]})
+    same = full_leaderboard(frame.assign(data_hash="d", model_hash="m"))
+    assert same[same["group"] == "test"]["n_eff"].iloc[0] == 1
+    drawn = full_leaderboard(frame.assign(data_hash=["d0", "d1", "d2"], model_hash="m"))
+    row = drawn[drawn["group"] == "test"].iloc[0]
+    assert row["n_eff"] == 3 and row["ci95"] == pytest.approx(0.0, abs=1e-12)
+    assert marked_wide(drawn)["test"].iloc[0] == "8.8 ± 0.0"
