@@ -80,7 +80,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     if cfg.get("dry_run"):
         pending = runner.pending(cells)
         print(f"{len(cells)} cells, {len(cells) - len(pending)} cached, {len(pending)} to compute")
-        print(describe_estimate(runner.store, pending))
+        print(describe_estimate(runner.store, pending, cfg["cache_dir"]))
         for cell in pending:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None

@@ -37,6 +37,7 @@ from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, expand_scenarios
 from shiftbench.seeding import seed_globals
 from shiftbench.store import FINAL_STATUSES, RecordStore
+from shiftbench.sweep_estimate import record_model_cost
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,10 @@ class Runner:
                 groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
             claimed_elsewhere = []
             for group in groups.values():
-                mine = [c for c in group if self.claims.acquire(c.key)]
-                claimed_elsewhere += [c for c in group if c not in mine]
+                mine, done_elsewhere = self._claim(group, began)
+                counts["elsewhere"] += len(done_elsewhere)
+                bar.update(len(done_elsewhere))
+                claimed_elsewhere += [c for c in group if c not in mine and c not in done_elsewhere]
                 try:
                     if mine:
                         self._run_group(mine, counts, bar)
@@ -219,6 +222,25 @@ class Runner:
                     for c in mine:
                         self.claims.release(c.key)
             todo = self._wait_for(claimed_elsewhere, began, counts, bar)
+
+    def _claim(self, group: list[Cell], began: float) -> tuple[list[Cell], list[Cell]]:
+        """The cells of ``group`` this worker claimed and must compute, and those another worker finished
+        meanwhile (claimed, found done, released)."""
+        mine, done = [], []
+        for cell in group:
+            if not self.claims.acquire(cell.key):
+                continue
+            if self._finished_since(cell, began):
+                self.claims.release(cell.key)
+                done.append(cell)
+            else:
+                mine.append(cell)
+        return mine, done
+
+    def _finished_since(self, cell: Cell, began: float) -> bool:
+        """True when ``cell`` has a final record, or a failed one written after ``began`` (tried already)."""
+        record = self.store.load(cell.key)
+        return record is not None and (record["status"] in FINAL_STATUSES or record.get("finished", 0) >= began)
 
     def _run_group(self, group: list[Cell], counts: dict[str, Any], bar: tqdm) -> None:
         """Cells sharing (dataset, options, model, seed): one dataset, one model, their forward passes."""
@@ -228,6 +250,7 @@ class Runner:
             started = time.perf_counter()
             model = build_model(first.model, dataset, first.seed, self.settings.cache_dir, self.settings.device)
             counts["model_seconds"] += time.perf_counter() - started
+            record_model_cost(self.settings.cache_dir, first.model, time.perf_counter() - started)
         except ShiftbenchError:
             raise  # a config error (bad option, missing data, wrong device): every cell would fail alike
         except Exception:
@@ -252,8 +275,7 @@ class Runner:
         while waiting:
             still = []
             for cell in waiting:
-                record = self.store.load(cell.key)
-                if record is not None and (record["status"] in FINAL_STATUSES or record.get("finished", 0) >= began):
+                if self._finished_since(cell, began):
                     counts["elsewhere"] += 1
                     bar.update(1)
                 elif self.claims.is_stale(cell.key):

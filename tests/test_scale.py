@@ -14,7 +14,7 @@ import pytest
 from shiftbench.hydra_app import run_experiment
 from shiftbench.runner import expand_cells
 from shiftbench.store import RecordStore
-from shiftbench.sweep_estimate import DEFAULT_CELL_SECONDS, estimate_seconds
+from shiftbench.sweep_estimate import DEFAULT_CELL_SECONDS, DEFAULT_MODEL_SECONDS, estimate_seconds
 
 
 def config(tmp_path: Path, cache_dir: Path, store: str, methods: list[str], results: str) -> dict:
@@ -83,19 +83,23 @@ def test_dry_run_estimates_time_from_stored_timings(tmp_path, cache_dir, capsys)
     cfg = config(tmp_path, cache_dir, "dry", ["source_only", "bn_adapt"], "dry-results")
     cells = expand_cells(cfg)
     store = RecordStore(cfg["store_dir"])
-    assert estimate_seconds(store, cells) == (DEFAULT_CELL_SECONDS * len(cells), len(cells))
+    n_groups = len({(c.dataset, c.model, c.seed) for c in cells})  # models never built are charged their build
+    assert estimate_seconds(store, cells) == pytest.approx(
+        (DEFAULT_CELL_SECONDS * len(cells) + DEFAULT_MODEL_SECONDS * n_groups, len(cells)))
     done = cells[0]  # one finished source_only cell that took 3 s; another that took 5 s
     for cell, seconds in ((done, 3.0), (cells[1], 5.0)):
         store.write({"key": cell.key, "status": "ok", "cell": cell.as_dict(), "seconds": seconds, "metrics": {}})
     pending = [c for c in cells if c.key not in (cells[0].key, cells[1].key)]
     n_source = sum(c.method == "source_only" for c in pending)
     total, unknown = estimate_seconds(store, pending)
+    unbuilt = len({(c.dataset, c.model, c.seed) for c in pending} - {(c.dataset, c.model, c.seed) for c in cells[:2]})
     assert unknown == len(pending) - n_source
-    assert total == pytest.approx(4.0 * n_source + DEFAULT_CELL_SECONDS * unknown)
+    assert total == pytest.approx(4.0 * n_source + DEFAULT_CELL_SECONDS * unknown + DEFAULT_MODEL_SECONDS * unbuilt)
     run_experiment({**cfg, "dry_run": True})
     out = capsys.readouterr().out
     assert f"{len(cells)} cells, 2 cached, {len(pending)} to compute" in out
-    assert f"estimated time: {total:.0f} s" in out
+    with_cache, _ = estimate_seconds(store, pending, cfg["cache_dir"])  # the dry run also reads the cache's costs
+    assert f"estimated time: {with_cache:.0f} s" in out
     assert len(store.records()) == 2  # a dry run computes nothing
 
 
@@ -115,3 +119,19 @@ def test_a_joblib_sweep_over_methods_collects_every_job_into_one_table(tmp_path,
 
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     assert set(board["method"]) == {"source_only", "bn_adapt"}
+
+
+def test_the_estimate_uses_timings_of_every_store_and_measured_model_builds(tmp_path, cache_dir):
+    from shiftbench.sweep_estimate import record_model_cost
+
+    cfg = config(tmp_path, cache_dir, "runs/new", ["source_only"], "r")
+    cells = expand_cells(cfg)
+    other = RecordStore(tmp_path / "runs" / "other")  # another experiment under the same cache
+    for cell in cells[:2]:
+        other.write({"key": cell.key, "status": "ok", "cell": cell.as_dict(), "seconds": 2.0, "metrics": {}})
+    record_model_cost(tmp_path, "small_cnn", 5.0)
+    record_model_cost(tmp_path, "small_cnn", 1.0)  # a cache hit later: the cold build is kept
+    total, unknown = estimate_seconds(RecordStore(cfg["store_dir"]), cells, tmp_path)
+    built = {(c.dataset, c.model, c.seed) for c in cells[:2]}
+    unbuilt = len({(c.dataset, c.model, c.seed) for c in cells} - built)
+    assert unknown == 0 and total == pytest.approx(2.0 * len(cells) + 5.0 * unbuilt)
