@@ -38,6 +38,7 @@ from shiftbench.datasets import _corruption_params as params
 from shiftbench.datasets import _corruption_weather as weather
 from shiftbench.errors import ShiftbenchError
 from shiftbench.threads import torch_threads
+from shiftbench.validation import check_int
 
 Corruption = Callable[[torch.Tensor, tuple, Sequence[np.random.Generator]], torch.Tensor]
 
@@ -77,7 +78,7 @@ CHUNK_VALUES = 1 << 18
 
 def corrupt(images: np.ndarray, name: str, severity: int, preset: str = "imagenet", seed: int = 0) -> np.ndarray:
     """Corrupt uint8 images with corruption ``name`` at ``severity`` (1..5); deterministic per image and seed."""
-    images = _check(images, name, severity, preset)
+    images = _check(images, name, severity, preset, seed)
     single = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3))
     batch = images[None] if single else images
     grey = batch.ndim == 3
@@ -141,12 +142,13 @@ class ImageGenerators(Sequence[np.random.Generator]):
         return np.random.Generator(np.random.Philox(key=int.from_bytes(digest.digest()[:16], "little")))
 
 
-def _check(images: np.ndarray, name: str, severity: int, preset: str) -> np.ndarray:
+def _check(images: np.ndarray, name: str, severity: int, preset: str, seed: int) -> np.ndarray:
     """Validate the arguments; the errors list the valid values."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ShiftbenchError(f"unknown corruption preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    if name not in CORRUPTIONS:
-        raise ShiftbenchError(f"unknown corruption {name!r}; valid corruptions: {', '.join(CORRUPTIONS)}")
+    if not isinstance(name, str) or name not in CORRUPTIONS:
+        raise ShiftbenchError(f"unknown corruption name {name!r}; valid corruptions: {', '.join(CORRUPTIONS)}")
+    check_int(seed, "seed", "corrupt", at_least=0)
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
         raise ShiftbenchError(f"severity must be an integer 1..5; got {severity!r}")
     if isinstance(images, torch.Tensor):

@@ -48,20 +48,21 @@ from shiftbench.methods._density_ratio import check_options, density_ratios
 from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, Chunks, add_alerts,
                                    confusion_by_chunk, equal_size_groups, make_chunks, realised_metrics,
                                    reference_band, score_columns)
+from shiftbench.validation import check_int
 
 
 # ----------------------------------------------------------------------------- inputs
 
 
 def as_score_matrix(proba: Any, name: str = "proba") -> np.ndarray:
-    """(N, K) class probabilities; a 1-D positive-class score becomes the binary matrix [1 - p, p]."""
+    """(N, K) class probabilities, N >= 1; a 1-D positive-class score becomes the binary matrix [1 - p, p]."""
     p = to_numpy(proba, name)
     if p.ndim == 1:
-        p = check_matrix(p[:, None], name).astype(np.float64)
+        p = check_matrix(p[:, None], name, min_rows=1).astype(np.float64)
         if (p < 0).any() or (p > 1).any():
             raise ShiftbenchError(f"{name}: binary scores must lie in [0, 1]; did you pass logits?")
         return np.hstack([1.0 - p, p])
-    return check_probs(p, name).astype(np.float64)
+    return check_probs(p, name, min_rows=1).astype(np.float64)
 
 
 def predicted_classes(pred: Any, scores: np.ndarray, name: str = "pred") -> np.ndarray:
@@ -79,7 +80,7 @@ def _equal_count_edges(n: int, n_bins: int) -> np.ndarray:
     if n <= 2 * n_bins:
         n_bins = n // 2
         if n_bins < 2:
-            raise ShiftbenchError(f"the reference set is too small to judge calibration ({n} test rows); give more rows")
+            raise ShiftbenchError(f"reference_proba is too small to judge calibration ({n} test rows); give more rows")
     edges = np.arange(0, n + 1, n // n_bins)
     edges[-1] = n
     return edges
@@ -98,14 +99,24 @@ def isotonic() -> IsotonicRegression:
     return IsotonicRegression(out_of_bounds="clip", increasing=True)
 
 
+#: share of the reference held out by each of NannyML's stratified calibration splits, and the fewest reference
+#: rows for which that share (rounded up) holds the two rows a split of both classes needs
+CALIBRATION_TEST_SIZE = 0.1
+MIN_CALIBRATION_ROWS = 11
+
+
 def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: int = 10) -> bool:
     """Whether isotonic recalibration lowers the ECE of binary score ``p`` (NannyML's rule)."""
     if len(np.unique(y)) == 1 or roc_auc_score(y, p) > 0.999:
         return False
     if np.bincount(y).min() < 2:
         raise ShiftbenchError("a class has a single reference example, too few to judge calibration with "
-                              "stratified splits; give a reference set with at least 2 examples of every class present")
-    splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.1, random_state=42).split(p, y)
+                              "stratified splits; give a reference_y with at least 2 examples of every class present")
+    if len(y) < MIN_CALIBRATION_ROWS:
+        raise ShiftbenchError(f"reference_proba has {len(y)} rows, too few to judge calibration: each stratified "
+                              f"test split ({CALIBRATION_TEST_SIZE:.0%}) needs both classes; give at least "
+                              f"{MIN_CALIBRATION_ROWS} rows")
+    splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=CALIBRATION_TEST_SIZE, random_state=42).split(p, y)
     ys, raw, cal = [], [], []
     for train, test in splits:
         ys.append(y[test])
@@ -209,6 +220,11 @@ class ConfidenceBasedEstimator:
             raise ShiftbenchError(f"proba has {scores.shape[1]} classes but the reference had {self.n_classes_}")
         return scores, predicted_classes(pred, scores, "pred")
 
+    def _chunks(self, n: int, chunk_size: Any, periods: Any) -> Chunks:
+        """The chunks of ``n`` rows, after checking that ``chunk_size`` is a positive integer or None."""
+        check_int(chunk_size, "chunk_size", type(self).__name__, allow_none=True)
+        return make_chunks(n, chunk_size, periods)
+
     def bands(self, chunks: Chunks) -> dict[str, tuple[float, float]]:
         """Alert band per metric from the reference chunked like ``chunks`` (their median size)."""
         size = max(int(np.median(chunks.sizes())), 1)
@@ -244,7 +260,7 @@ class CBPE(ConfidenceBasedEstimator):
     def estimate(self, proba: Any, pred: Any = None, chunk_size: int | None = None, periods: Any = None) -> pd.DataFrame:
         """Estimated metrics per chunk (by ``chunk_size`` rows or by ``periods`` labels), with alert band."""
         scores, pred = self._inputs(proba, pred)
-        chunks = make_chunks(len(scores), chunk_size, periods)
+        chunks = self._chunks(len(scores), chunk_size, periods)
         return self._table(calibrated_matrix(scores, self.calibrators_), scores, pred, chunks)
 
 
@@ -279,7 +295,7 @@ class MCBPE(ConfidenceBasedEstimator):
         """Estimated metrics per chunk, each with its own density-ratio-weighted calibration."""
         scores, pred = self._inputs(proba, pred)
         X = check_matrix(X, "X", n_rows=len(scores), n_cols=self.X_ref_.shape[1]).astype(np.float64)
-        chunks = make_chunks(len(scores), chunk_size, periods)
+        chunks = self._chunks(len(scores), chunk_size, periods)
         q = np.empty_like(scores)
         for idx in chunks.members():
             if len(idx):

@@ -38,6 +38,8 @@ with the lowest minimax risk (no labels needed).
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -62,7 +64,8 @@ def knn_bandwidth(X: np.ndarray, k: int = 50) -> float:
     dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     sigma = float(dist[:, k].mean())
     if sigma <= 0:
-        raise ShiftbenchError("all points coincide with their neighbours; cannot choose an RBF bandwidth (pass sigma)")
+        raise ShiftbenchError("all points of X_source and X_target coincide with their neighbours; cannot choose an "
+                              "RBF bandwidth (pass sigma)")
     return sigma
 
 
@@ -248,9 +251,9 @@ class _Fit:
 
 def check_hyperparameters(owner: str, D: float | str, loss: str, fit_intercept: bool) -> None:
     """Raise a ShiftbenchError naming ``owner`` and the first invalid DW-GCS hyperparameter (for ``__init__``)."""
-    if loss not in LOSSES:
+    if not isinstance(loss, str) or loss not in LOSSES:
         raise ShiftbenchError(f"{owner}: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
-    if not (D == "auto" or (isinstance(D, (int, float)) and D >= 1)):
+    if not (D == "auto" or (isinstance(D, numbers.Real) and not isinstance(D, bool) and math.isfinite(D) and D >= 1)):
         raise ShiftbenchError(f"{owner}: D must be a number >= 1 or 'auto'; got {D!r}")
     check_bool(fit_intercept, "fit_intercept", owner)
 
@@ -270,11 +273,9 @@ class DoubleWeighting:
 
     def fit(self, X_source, y_source, X_target) -> DoubleWeighting:
         """Weights, mean and confidence vectors and classifier for this source/target pair."""
-        Xs = check_matrix(X_source, "X_source").astype(np.float64)
-        Xt = check_matrix(X_target, "X_target", n_cols=Xs.shape[1]).astype(np.float64)
+        Xs = check_matrix(X_source, "X_source", min_rows=2).astype(np.float64)
+        Xt = check_matrix(X_target, "X_target", n_cols=Xs.shape[1], min_rows=2).astype(np.float64)
         y = check_labels(y_source, name="y_source", n=len(Xs))
-        if len(Xs) < 2 or len(Xt) < 2:
-            raise ShiftbenchError("DoubleWeighting needs at least two source and two target points")
         self.n_classes_ = int(y.max()) + 1
         X = np.vstack([Xs, Xt])
         self.sigma_ = float(self.sigma) if self.sigma is not None else knn_bandwidth(X)

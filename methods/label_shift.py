@@ -22,10 +22,10 @@ from typing import ClassVar
 import numpy as np
 import scipy.optimize
 
-from shiftbench.arrays import check_labels, check_probs, softmax
+from shiftbench.arrays import check_labels, check_probs, softmax, to_numpy
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import OutputAdapter, Task
-from shiftbench.validation import check_bool, check_choice
+from shiftbench.validation import check_bool, check_choice, check_int, check_number
 
 
 def correct_posteriors(probs, weights) -> np.ndarray:
@@ -44,10 +44,14 @@ def correct_posteriors(probs, weights) -> np.ndarray:
 
 def em_prior(target_probs, source_prior, tol: float = 1e-6, max_iter: int = 100) -> np.ndarray:
     """Target class prior by EM on source-model posteriors of target examples (Saerens et al. 2002)."""
-    probs = check_probs(target_probs, "target_probs")
-    source = np.asarray(source_prior, dtype=np.float64)
-    if source.shape != (probs.shape[1],) or (source <= 0).any():
-        raise ShiftbenchError(f"source_prior must hold {probs.shape[1]} positive class frequencies; got {source}")
+    check_number(tol, "tol", "em_prior", at_least=0)
+    check_int(max_iter, "max_iter", "em_prior")
+    probs = check_probs(target_probs, "target_probs", min_rows=1)
+    source = to_numpy(source_prior, "source_prior")
+    if (source.shape != (probs.shape[1],) or not np.issubdtype(source.dtype, np.number)
+            or not np.isfinite(source).all() or (source <= 0).any()):
+        raise ShiftbenchError(f"source_prior must hold {probs.shape[1]} positive finite class frequencies; got {source}")
+    source = source.astype(np.float64)
     source = source / source.sum()
     current, update = source, None
     for _ in range(max_iter):
@@ -61,10 +65,11 @@ def em_prior(target_probs, source_prior, tol: float = 1e-6, max_iter: int = 100)
 
 def bbse_weights(source_probs, source_labels, target_probs, soft: bool = False) -> np.ndarray:
     """Class weights w = prior_t / prior_s by black-box shift estimation (Lipton et al. 2018)."""
-    sp_ = check_probs(source_probs, "source_probs")
+    check_bool(soft, "soft", "bbse_weights")
+    sp_ = check_probs(source_probs, "source_probs", min_rows=1)
     k = sp_.shape[1]
     y = check_labels(source_labels, k, "source_labels", n=len(sp_))
-    tp = check_probs(target_probs, "target_probs")
+    tp = check_probs(target_probs, "target_probs", min_rows=1)
     if tp.shape[1] != k:
         raise ShiftbenchError(f"target_probs has {tp.shape[1]} classes but source_probs has {k}")
     onehot = np.eye(k)
@@ -73,14 +78,14 @@ def bbse_weights(source_probs, source_labels, target_probs, soft: bool = False) 
     never = np.flatnonzero(confusion.sum(1) == 0)
     if len(never):
         raise ShiftbenchError(
-            f"BBSE: class(es) {never.tolist()} are never predicted on the source validation data, so the "
+            f"BBSE: class(es) {never.tolist()} are never predicted on the source validation data (source_probs), so the "
             "confusion matrix is singular; use soft=True (expected confusion) or more validation data")
     absent = np.flatnonzero(confusion.sum(0) == 0)
     if len(absent):
-        raise ShiftbenchError(f"BBSE: class(es) {absent.tolist()} have no source validation labels; "
+        raise ShiftbenchError(f"BBSE: class(es) {absent.tolist()} have no source validation labels (source_labels); "
                               "their weight cannot be estimated")
     if np.linalg.cond(confusion) > 1e12:
-        raise ShiftbenchError("BBSE: the confusion matrix is numerically singular (classes predicted "
+        raise ShiftbenchError("BBSE: the confusion matrix of source_probs is numerically singular (classes predicted "
                               "indistinguishably); use soft=True or more validation data")
     w = np.linalg.solve(confusion, tgt_pred.mean(0))
     return np.maximum(w, 0.0)

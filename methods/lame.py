@@ -60,6 +60,9 @@ def rbf_affinity(z: torch.Tensor, k: int) -> torch.Tensor:
     """Gaussian kernel whose bandwidth is the mean distance to the ``k``-th closest point (self included)."""
     dist = unit_distances(z)
     sigma = dist.topk(min(k, z.shape[0]), dim=1, largest=False).values[:, -1].mean()
+    if sigma == 0:
+        raise ShiftbenchError("lame: the rbf bandwidth is 0: the k-th closest point to every row of feats (itself "
+                              "included) is at distance 0 (a batch of one, or of identical feats); use knn or linear")
     return torch.exp(-dist.pow(2) / (2 * sigma ** 2))
 
 
@@ -107,7 +110,7 @@ def check_hyperparameters(affinity: str, k: int, max_iter: int) -> None:
 def lame(probs: Any, feats: Any, affinity: str = "knn", k: int = 5, max_iter: int = 100) -> np.ndarray:
     """LAME-adapted probabilities (N, K) of one batch from its softmax outputs and raw features."""
     check_hyperparameters(affinity, k, max_iter)
-    p = check_probs(probs, "probs")
+    p = check_probs(probs, "probs", min_rows=1)
     f = check_matrix(feats, "feats", n_rows=p.shape[0])
     dtype = torch.float64 if p.dtype == np.float64 else torch.float32
     p_t = torch.as_tensor(p, dtype=dtype)

@@ -23,11 +23,14 @@ def to_numpy(a: Any, name: str = "array") -> np.ndarray:
         raise InvalidArrayError(f"{name}: cannot convert {type(a).__name__} to an array ({exc})") from exc
 
 
-def check_matrix(a: Any, name: str, n_rows: int | None = None, n_cols: int | None = None) -> np.ndarray:
-    """A finite 2-D float array, optionally with a required number of rows/columns."""
+def check_matrix(a: Any, name: str, n_rows: int | None = None, n_cols: int | None = None,
+                 min_rows: int = 0) -> np.ndarray:
+    """A finite 2-D float array, optionally with a required number of rows/columns or at least ``min_rows`` rows."""
     a = to_numpy(a, name)
     if a.ndim != 2:
         raise InvalidArrayError(f"{name} must be 2-D (n_samples, n_columns); got shape {a.shape}")
+    if a.shape[0] < min_rows:
+        raise InvalidArrayError(f"{name} has {a.shape[0]} rows but at least {min_rows} are needed")
     if n_rows is not None and a.shape[0] != n_rows:
         raise InvalidArrayError(f"{name} has {a.shape[0]} rows but {n_rows} were expected (one per sample)")
     if n_cols is not None and a.shape[1] != n_cols:
@@ -42,9 +45,9 @@ def check_matrix(a: Any, name: str, n_rows: int | None = None, n_cols: int | Non
     return a
 
 
-def check_probs(p: Any, name: str = "probs", atol: float = 1e-3) -> np.ndarray:
-    """A (N, K) matrix of probabilities: non-negative rows summing to one."""
-    p = check_matrix(p, name)
+def check_probs(p: Any, name: str = "probs", atol: float = 1e-3, min_rows: int = 0) -> np.ndarray:
+    """A (N, K) matrix of probabilities (at least ``min_rows`` rows): non-negative rows summing to one."""
+    p = check_matrix(p, name, min_rows=min_rows)
     if (p < 0).any() or (p > 1 + atol).any():
         raise InvalidArrayError(f"{name} must hold probabilities in [0, 1]; did you pass logits? Apply softmax first")
     sums = p.sum(axis=1)
