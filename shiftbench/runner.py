@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
-from shiftbench.cache import ArrayCache, FileWriteError, stable_hash
+from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
 from shiftbench.claims import Claims
 from shiftbench.dataset import check_seed_option, load_for_seed
 from shiftbench.errors import ShiftbenchError
@@ -179,8 +179,15 @@ class Runner:
         self.cache = ArrayCache(settings.cache_dir)
         self.claims = Claims(settings.store_dir)
 
-    def pending(self, cells: Iterable[Cell]) -> list[Cell]:
-        return [c for c in cells if not self.store.is_done(c.key)]
+    def pending(self, cells: Iterable[Cell], repair: bool = False) -> list[Cell]:
+        """The cells without a final record. With ``repair``, an unreadable record of one of them is moved
+        aside (``.corrupt``, with a warning naming it), so that the cell is computed again."""
+        cells = list(cells)
+        scan = self.store.scan(c.key for c in cells)
+        for path, problem in scan.unreadable if repair else ():
+            set_aside(path, ValueError(problem))
+        done = {r["key"] for r in scan.records if r["status"] in FINAL_STATUSES}
+        return [c for c in cells if c.key not in done]
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         """Run every cell whose record is missing or failed; return counts by status and timings
@@ -189,7 +196,7 @@ class Runner:
         Workers sharing the store claim cells before computing them (:mod:`shiftbench.claims`): a
         cell another live worker is computing is left to it, and this run waits for its record at
         the end (``elsewhere`` counts those), taking the cell over if that worker dies."""
-        todo = self.pending(cells)
+        todo = self.pending(cells, repair=True)
         counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
                   "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
         began = time.time()

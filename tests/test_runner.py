@@ -193,3 +193,15 @@ def test_bad_method_output_is_caught_at_the_boundary(tmp_path, cache_dir):
         run_experiment(cfg)
     errors = [r["error"] for r in RecordStore(cfg["store_dir"]).records()]
     assert all("NaN" in e and "test_nans" in e for e in errors)
+
+
+def test_an_unreadable_record_is_set_aside_with_a_warning_and_its_cell_recomputed(tmp_path, cache_dir):
+    cfg = config(tmp_path, cache_dir, "repair", method=("source_only",), seeds=(0,))
+    run_experiment(cfg)
+    records = RecordStore(cfg["store_dir"])
+    victim = records.path(expand_cells(cfg)[0].key)
+    victim.write_text(victim.read_text()[:30])
+    with pytest.warns(UserWarning, match=f"unreadable cache file {victim}"):
+        counts = run_experiment(cfg)
+    assert counts["ok"] == 1 and counts["cached"] == 2
+    assert victim.with_name(victim.name + ".corrupt").exists() and records.load(victim.stem)["status"] == "ok"
