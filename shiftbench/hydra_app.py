@@ -9,12 +9,14 @@ from all current records when the sweep ends, and fails the sweep if any cell fa
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -75,7 +77,9 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     runner = Runner(settings_from(cfg))
     if not cfg.get("dry_run"):
         check_writable(cfg["results_dir"], "results dir")
-        if runner.pending(cells):  # a fully cached re-run reads the store and the cache only
+        pending = runner.pending(cells)
+        if pending:  # a fully cached re-run reads the store and the cache only
+            check_prediction_metric(pending, cfg["metric"])
             check_writable(Path(cfg["store_dir"]) / "records", "store dir")
     if cfg.get("dry_run"):
         pending = runner.pending(cells)
@@ -136,6 +140,27 @@ def check_writable(folder: Path | str, what: str) -> None:
     except OSError as exc:
         raise ShiftbenchError(f"cannot write the {what} {folder}: {exc.strerror or exc}; choose another folder "
                               f"(e.g. {what.replace(' ', '_')}=/path/you/own)") from exc
+
+
+def check_prediction_metric(cells: list, metric: str) -> None:
+    """Before computing: when every method predicts classes, the metric must be one the dataset's
+    ``evaluate`` reports (asked on a few examples of the first target, with perfect predictions).
+    Runs with other families (estimators report their own metrics) are checked after the run."""
+    from shiftbench import methods
+    from shiftbench.dataset import load_for_seed
+    from shiftbench.families import PredictionMethod
+
+    if not all(issubclass(methods.registry.get(c.method), PredictionMethod) for c in cells):
+        return
+    first = cells[0]
+    dataset = load_for_seed(first.dataset, json.loads(first.dataset_options), first.seed)
+    split = dataset.split(first.scenario.target)
+    sample = split.subset(np.arange(min(len(split), 32)))
+    probs = np.eye(dataset.n_classes)[sample.y] if split.task == "classification" else None
+    available = sorted(dataset.evaluate(sample, sample.y, probs))
+    if metric not in available:
+        raise ShiftbenchError(f"dataset {first.dataset!r} does not report metric {metric!r}; its metrics: "
+                              f"{', '.join(available)} (metric=NAME)")
 
 
 def check_metric(frame, metric: str) -> None:

@@ -57,7 +57,9 @@ def test_an_unwritable_results_dir_fails_before_computing(tmp_path, capsys):
 def test_unknown_metric_and_reference_name_what_exists(tmp_path, capsys, cache_dir):
     assert main(run(tmp_path, "method=[source_only]", "metric=nope")) == 2
     err = capsys.readouterr().err
-    assert "no finished cell reports metric 'nope'" in err and "acc_avg" in err
+    assert "dataset 'digits' does not report metric 'nope'" in err and "acc_avg" in err
+    assert not (tmp_path / "store" / "records").exists()  # refused before computing
+    assert main(run(tmp_path, "method=[source_only]")) == 0
     store = str(tmp_path / "store")
     assert main(["table", "--store", store, "--metric", "nope"]) == 2
     assert main(["table", "--store", store, "--reference", "nope"]) == 2
