@@ -52,8 +52,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     import hydra
 
-    from shiftbench.hydra_app import CONFIG_PACKAGE, task
+    from shiftbench.hydra_app import CONFIG_PACKAGE, check_sweep, task
 
+    check_sweep(overrides)
     sys.argv = ["shiftbench run", "--multirun", *overrides]
     hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")(task)()
     return 0

@@ -12,6 +12,9 @@ class UnknownNameError(ShiftbenchError, KeyError):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
         super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid) or '(none)'}")
 
+    def __reduce__(self):  # picklable, so that it crosses process boundaries (joblib, submitit)
+        return type(self), (self.kind, self.name, self.valid)
+
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]
 
@@ -20,8 +23,12 @@ class MissingDataError(ShiftbenchError, FileNotFoundError):
     """Data expected on disk is absent; the message names the path and the command that fetches it."""
 
     def __init__(self, what: str, path: str, command: str, size: str | None = None):
+        self.what, self.path, self.command, self.size = what, path, command, size
         size_note = f" ({size})" if size else ""
         super().__init__(f"{what} not found at {path}. Fetch it with: {command}{size_note}")
+
+    def __reduce__(self):
+        return type(self), (self.what, self.path, self.command, self.size)
 
     def __str__(self) -> str:
         return self.args[0]

@@ -58,6 +58,28 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         raise ShiftbenchError(f"the overrides do not give a valid config: {detail}") from exc
 
 
+def check_sweep(overrides: list[str]) -> None:
+    """Compose and expand every job of a ``-m`` sweep before launching any, so that a bad value in one
+    job is one ``shiftbench: error:`` line naming the job, with nothing computed."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        jobs = [job for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+                for job in batch]
+    except HydraException as exc:
+        raise ShiftbenchError(f"the sweep overrides do not parse: {str(exc).splitlines()[0]}") from exc
+    for job in jobs:
+        plain = [o for o in job if not o.startswith("hydra/") and not o.startswith("hydra.")]
+        try:
+            cfg = compose(plain)
+            settings_from(cfg)
+            expand_cells(cfg)
+        except ShiftbenchError as exc:
+            raise ShiftbenchError(f"sweep job {' '.join(job)}: {exc}") from exc
+
+
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
     return RunSettings(store_dir=Path(cfg["store_dir"]), cache_dir=Path(cfg["cache_dir"]), device=str(cfg["device"]),
                        progress=bool(cfg["progress"]))

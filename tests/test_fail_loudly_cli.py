@@ -116,3 +116,21 @@ def test_ctrl_c_says_how_many_cells_are_stored_and_that_the_command_resumes(tmp_
     stored = len(list(records.glob("*.json")))
     assert f"interrupted: {stored} of 8 cells are stored" in err
     assert "running the same command again resumes" in err and "Traceback" not in err
+
+
+def test_a_bad_job_in_a_sweep_stops_the_sweep_before_any_job_runs(tmp_path, capsys):
+    args = ["run", "-m", "experiment=smoke", "method=source_only,no_such_method", "seed=[0]",
+            f"store_dir={tmp_path / 'store'}", f"results_dir={tmp_path / 'results'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shiftbench: error: sweep job") and "method=no_such_method" in err and err.count("\n") == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_unknown_name_errors_survive_pickling_across_worker_processes():
+    import pickle
+
+    from shiftbench.errors import MissingDataError, UnknownNameError
+
+    for exc in (UnknownNameError("method", "x", ["a", "b"]), MissingDataError("data", "/p", "fetch it", "1 GB")):
+        assert str(pickle.loads(pickle.dumps(exc))) == str(exc)
