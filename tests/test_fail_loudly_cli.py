@@ -32,6 +32,7 @@ def run(tmp_path: Path, *overrides: str) -> list[str]:
     (["++dataset.options.n_trian=500"], "dataset 'digits' has no options ['n_trian']"),
     (["++dataset.options.split_seed=3"], "follows the run's seed"),
     (["method=[no_such_method]"], "unknown method 'no_such_method'"),
+    (["method=[tent]", "+grid.tent.lr=[-1]"], "tent: lr must be"),
 ])
 def test_config_errors_fail_before_computing(tmp_path, capsys, overrides, message):
     assert main(run(tmp_path, *overrides)) == 2
@@ -134,3 +135,13 @@ def test_unknown_name_errors_survive_pickling_across_worker_processes():
 
     for exc in (UnknownNameError("method", "x", ["a", "b"]), MissingDataError("data", "/p", "fetch it", "1 GB")):
         assert str(pickle.loads(pickle.dumps(exc))) == str(exc)
+
+
+def test_a_missing_data_root_is_the_data_info_message_before_computing(tmp_path, capsys):
+    args = ["run", "dataset=wilds/camelyon17", "dataset.options.root_dir=/nonexistent", "seed=[0]",
+            f"store_dir={tmp_path / 'store'}", f"results_dir={tmp_path / 'results'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert main(["data", "info", "wilds/camelyon17", "-o", "root_dir=/nonexistent"]) == 2
+    assert capsys.readouterr().err == err and "WILDS camelyon17 v1.0 not found at /nonexistent" in err
+    assert not (tmp_path / "store" / "records").exists() or not list((tmp_path / "store" / "records").iterdir())
