@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shiftbench import datasets, methods
+from shiftbench import methods
 from shiftbench.cache import ArrayCache, default_cache_dir
 from shiftbench.dataset import load_for_seed
 from shiftbench.grids import grid_points

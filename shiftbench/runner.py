@@ -1,9 +1,11 @@
 """Expand an experiment config into cells and compute the cells whose results are missing.
 
 A cell is (dataset, scenario, model, method, hyperparameters, seed). Its key hashes those and
-the method's code version, so a finished cell is never recomputed and a changed plugin is.
-Cells sharing (dataset, model, seed) share one loaded dataset, one trained model and the cached
-forward passes. A plugin that raises marks its cell ``failed`` (traceback kept) and the run goes on.
+the code identity (:mod:`shiftbench.identity`), so a finished cell is never recomputed and a
+changed plugin's cells are. Config errors fail at expansion, before anything is computed. Cells
+sharing (dataset, model, seed) share one loaded dataset, one trained model and the cached forward
+passes. A plugin that raises marks its cell ``failed`` (traceback kept) and the run goes on.
+Workers sharing a store claim cells first (:mod:`shiftbench.claims`), so none is computed twice.
 """
 
 from __future__ import annotations
