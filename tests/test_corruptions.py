@@ -50,7 +50,10 @@ def noise_std(images: np.ndarray, out: np.ndarray) -> float:
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "speckle_noise", "impulse_noise"])
 def test_noise_scale_matches_reference(reference, name):
     # mid-grey images keep clipping out of the way for the lower severities
+    # the reference draws from numpy's global generator: seed it, so that the comparison does not depend
+    # on what ran before in this worker (one unlucky draw was 2.8 standard errors low)
     grey = np.full((48, 48, 3), 120, dtype=np.uint8)
+    np.random.seed(0)
     for severity in (1, 3):
         ours = noise_std(grey, corrupt(np.stack([grey + i for i in range(6)]), name, severity))
         ref = np.mean([noise_std(grey + i, reference(grey + i, severity, name)) for i in range(6)])
