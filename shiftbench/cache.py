@@ -104,16 +104,17 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def set_aside(path: Path, error: BaseException) -> None:
-    """Warn that the cached file ``path`` is unreadable (naming it and why) and move it to
-    ``<path>.corrupt`` for inspection, so that it is rebuilt; if it cannot be moved, it stays."""
+def set_aside(path: Path, error: BaseException | str) -> None:
+    """Warn that the cached file ``path`` is unreadable (naming it and why: an exception or a reason) and
+    move it to ``<path>.corrupt`` for inspection, so that it is rebuilt; if it cannot be moved, it stays."""
     aside = path.with_name(path.name + ".corrupt")
     try:
         os.replace(path, aside)
         where = f"moved to {aside}"
     except OSError:
         where = "left in place"
-    warnings.warn(f"unreadable cache file {path} ({error_line(error)}); {where}, rebuilding it",
+    reason = error if isinstance(error, str) else error_line(error)
+    warnings.warn(f"unreadable cache file {path} ({reason}); {where}, rebuilding it",
                   CacheWarning, stacklevel=3)
 
 

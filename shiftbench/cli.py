@@ -130,13 +130,13 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench.cache import default_cache_dir
     from shiftbench.collect import collect
-    from shiftbench.hydra_app import check_metric
     from shiftbench.leaderboard_html import leaderboard_page
-    from shiftbench.report import full_leaderboard, latex_table, markdown_page, marked_wide
+    from shiftbench.report import check_metric, full_leaderboard, latex_table, markdown_page, marked_wide
 
     stores = args.store or [default_cache_dir() / "runs" / "default"]
     found = collect(stores)
-    for note in found.notes():
+    notes = found.notes()
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     frame = found.frame
     if frame.empty:
@@ -147,11 +147,11 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
         raise ShiftbenchError(f"reference method {args.reference!r} has no records here; methods: "
                               f"{', '.join(sorted(set(frame['method'])))}")
     long = full_leaderboard(frame, args.metric, args.reference, args.test)
-    render = {"md": lambda: markdown_page(long, args.metric, found.notes(), reference=args.reference, test=args.test),
+    render = {"md": lambda: markdown_page(long, args.metric, notes, reference=args.reference, test=args.test),
               "csv": lambda: long.to_csv(index=False),
               "latex": lambda: latex_table(marked_wide(long)),
               "html": lambda: leaderboard_page(frame, args.metric, reference=args.reference, test=args.test,
-                                               notes=found.notes())}
+                                               notes=notes)}
     text = render[args.format]()
     if args.output is None:
         print(text)
@@ -207,13 +207,17 @@ def cmd_check_method(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench import methods
     from shiftbench.contract import check_method
 
-    results = check_method(methods.registry.get(args.name), args.check or None)
+    return print_checks(args.name, check_method(methods.registry.get(args.name), args.check or None))
+
+
+def print_checks(name: str, results: list) -> int:
+    """PASS/FAIL/SKIP per contract check (messages indented under it) and a summary line; 1 if any failed."""
     marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
     for r in results:
         print(f"{marks[r.status]}  {r.check}" + (f"\n      {r.message.strip().replace(chr(10), chr(10) + '      ')}"
                                                   if r.message else ""))
     failed = [r.check for r in results if r.status == "failed"]
-    print(f"{args.name}: {len(results) - len(failed)}/{len(results)} checks passed or skipped"
+    print(f"{name}: {len(results) - len(failed)}/{len(results)} checks passed or skipped"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
@@ -222,14 +226,8 @@ def cmd_check_dataset(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench import datasets
     from shiftbench.dataset_contract import check_dataset
 
-    results = check_dataset(datasets.load(args.name, **dataset_options(args.option)), args.check or None)
-    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
-    for r in results:
-        print(f"{marks[r.status]}  {r.check}" + (f"\n      {r.message}" if r.message else ""))
-    failed = [r.check for r in results if r.status == "failed"]
-    print(f"{args.name}: {len(results) - len(failed)}/{len(results)} checks passed or skipped"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return print_checks(args.name, check_dataset(datasets.load(args.name, **dataset_options(args.option)),
+                                                 args.check or None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, extra)
     except ShiftbenchError as exc:
         print(f"shiftbench: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("shiftbench: interrupted; finished cells are stored, so running the same command again resumes",
               file=sys.stderr)

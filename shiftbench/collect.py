@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from shiftbench.cache import error_line
 from shiftbench.runner import Cell
 from shiftbench.store import RecordStore, records_frame
 
@@ -28,7 +29,7 @@ def stale_reason(record: dict[str, Any]) -> str | None:
         current = Cell.from_dict(cell)
         key, identity = current.key, current.identity()
     except Exception as exc:  # a plugin that no longer exists or a scenario field that changed
-        return f"its cell cannot be rebuilt today ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        return f"its cell cannot be rebuilt today ({error_line(exc)})"
     if key == record["key"]:
         return None
     stored = record.get("identity")

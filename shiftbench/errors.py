@@ -4,6 +4,9 @@
 class ShiftbenchError(Exception):
     """Base class: every error shiftbench raises on bad input says what is wrong and how to fix it."""
 
+    #: the command's exit status when this error ends it (2: a usage or config error)
+    exit_code = 2
+
 
 class UnknownNameError(ShiftbenchError, KeyError):
     """A dataset, method, model or scorer name that is not registered."""

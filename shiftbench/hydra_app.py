@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from shiftbench.collect import Collection, collect
 from shiftbench.errors import ShiftbenchError
-from shiftbench.report import write_tables
+from shiftbench.report import check_metric, write_tables
 from shiftbench.runner import Runner, RunSettings, expand_cells
 from shiftbench.sweep_estimate import describe_estimate
 
@@ -97,19 +97,17 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     Raises :class:`CellsFailed` after writing the tables when any cell failed."""
     cells = expand_cells(cfg)
     runner = Runner(settings_from(cfg))
-    if not cfg.get("dry_run"):
-        check_writable(cfg["results_dir"], "results dir")
-        pending = runner.pending(cells)
-        if pending:  # a fully cached re-run reads the store and the cache only
-            check_prediction_metric(pending, cfg["metric"])
-            check_writable(Path(cfg["store_dir"]) / "records", "store dir")
+    pending = runner.pending(cells)
     if cfg.get("dry_run"):
-        pending = runner.pending(cells)
         print(f"{len(cells)} cells, {len(cells) - len(pending)} cached, {len(pending)} to compute")
         print(describe_estimate(runner.store, pending, cfg["cache_dir"]))
         for cell in pending:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None
+    check_writable(cfg["results_dir"], "results dir")
+    if pending:  # a fully cached re-run reads the store and the cache only
+        check_prediction_metric(pending, cfg["metric"])
+        check_writable(Path(cfg["store_dir"]) / "records", "store dir")
     counts = runner.run(cells)
     elsewhere = f", {counts['elsewhere']} computed by another worker" if counts["elsewhere"] else ""
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
@@ -185,16 +183,6 @@ def check_prediction_metric(cells: list, metric: str) -> None:
                               f"{', '.join(available)} (metric=NAME)")
 
 
-def check_metric(frame, metric: str) -> None:
-    """Refuse to build a table of a metric that no finished cell reports, listing those that exist."""
-    if frame.empty or not (frame["status"] == "ok").any():
-        return
-    available = sorted(c[len("metric."):] for c in frame.columns if c.startswith("metric.") and frame[c].notna().any())
-    if metric not in available:
-        raise ShiftbenchError(f"no finished cell reports metric {metric!r}; metrics of these cells: {', '.join(available)} "
-                              "(the cells are stored: re-run with metric=NAME to get the table at once)")
-
-
 def task(cfg: DictConfig) -> None:
     """Hydra task function: one job of a ``-m`` sweep (failures are counted by :class:`CollectTables`)."""
     try:
@@ -218,4 +206,4 @@ class CollectTables(Callback):
                 raise CellsFailed(n_failed, len(found.frame))
         except ShiftbenchError as exc:
             print(f"shiftbench: error: {exc}", file=sys.stderr)
-            raise SystemExit(getattr(exc, "exit_code", 2)) from None
+            raise SystemExit(exc.exit_code) from None

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from shiftbench.cache import atomic_write_bytes, atomic_write_text
+from shiftbench.errors import ShiftbenchError
 from shiftbench.metric_facts import metric_facts
 
 ROW_KEYS = ["dataset", "model", "method", "hparams"]
@@ -42,6 +43,16 @@ MARKS = {1: "▲", -1: "▼", 0: ""}
 MIN_SEEDS_FOR_INTERVAL = 3
 LONG_COLUMNS = ["group", "metric", "mean", "ci95", "low", "high", "n_seeds", "n_eff", "seed_values",
                 "n_cells", "n_expected", "complete"]
+
+
+def check_metric(frame: pd.DataFrame, metric: str) -> None:
+    """Refuse to build a table of a metric that no finished cell reports, listing those that exist."""
+    if frame.empty or not (frame["status"] == "ok").any():
+        return
+    available = sorted(c[len("metric."):] for c in frame.columns if c.startswith("metric.") and frame[c].notna().any())
+    if metric not in available:
+        raise ShiftbenchError(f"no finished cell reports metric {metric!r}; metrics of these cells: {', '.join(available)} "
+                              "(the cells are stored: re-run with metric=NAME to get the table at once)")
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:
@@ -107,11 +118,9 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             ok = row[row["value"].notna()]
             ok_value = dict(zip(ok["_pair"], ok["value"]))
             varying = {scenario for scenario, part in ok.groupby("scenario") if part["inputs"].nunique() > 1}
+            expected_by_group = {g: pairs - not_applicable for g, pairs in grid.items() if pairs - not_applicable}
             per_group: dict[str, dict] = {}
-            for group, pairs in grid.items():
-                expected = pairs - not_applicable
-                if not expected:
-                    continue
+            for group, expected in expected_by_group.items():
                 have = expected & set(ok_value)
                 entry = {**ident, "group": group, "n_cells": len(have), "n_expected": len(expected),
                          "complete": len(have) == len(expected),
@@ -126,9 +135,9 @@ def seed_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                     out.append({**entry, "seed": np.nan, "value": np.nan})
             if not per_group and not any(row["status"] != "not_applicable"):
                 continue  # not applicable anywhere: no row
-            groups = [g for g in grid if grid[g] - not_applicable]
-            avg = {**ident, "group": "avg", "n_cells": sum(len(set(ok_value) & (grid[g] - not_applicable)) for g in groups),
-                   "n_expected": sum(len(grid[g] - not_applicable) for g in groups), "inputs_vary": bool(varying)}
+            groups = list(expected_by_group)
+            avg = {**ident, "group": "avg", "n_cells": sum(len(set(ok_value) & e) for e in expected_by_group.values()),
+                   "n_expected": sum(map(len, expected_by_group.values())), "inputs_vary": bool(varying)}
             common = set.intersection(*(set(per_group[g]) for g in groups)) if groups and len(per_group) == len(groups) else set()
             avg["complete"] = bool(common)
             if common:
@@ -185,15 +194,16 @@ def _effective(pairs: pd.DataFrame, unit: str) -> pd.DataFrame:
 
 
 def compare_with_reference(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD,
-                           test: str = "ttest") -> pd.DataFrame:
+                           test: str = "ttest", scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per complete (row, group): mean paired difference to ``reference``, its p-value and the effective pairs.
 
     Cells are matched on dataset, model, scenario and seed; a group is tested over its matched
     (scenario, seed) cells, ``avg`` over matched (group, seed) means, so that its difference is the
-    difference of the displayed averages. Only groups complete for both the row and the reference count."""
+    difference of the displayed averages. Only groups complete for both the row and the reference count.
+    ``scores`` is :func:`seed_scores` of ``frame``, where the caller has it already."""
     keys = row_keys(frame)
     columns = [*keys, "group", "delta", "p_value", "n_pairs"]
-    scores = seed_scores(frame, metric)
+    scores = seed_scores(frame, metric) if scores is None else scores
     complete = scores[scores["complete"]][[*keys, "group"]].drop_duplicates()
     values = cell_values(frame, metric).merge(complete, on=[*keys, "group"])
     values = values[values["value"].notna()]
@@ -251,16 +261,15 @@ def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: st
     rows = []
     for key, part in scores.groupby([*keys, "group"], dropna=False, sort=True):
         first = part.iloc[0]
-        summary = summarise_seeds(part["value"].to_numpy(), metric, bool(first["inputs_vary"])) if first["complete"] else \
-            {"mean": math.nan, "ci95": math.nan, "low": math.nan, "high": math.nan, "n_seeds": 0, "n_eff": 0,
-             "seed_values": ""}
+        values = part["value"].to_numpy() if first["complete"] else np.empty(0)
+        summary = summarise_seeds(values, metric, bool(first["inputs_vary"]))
         rows.append({**dict(zip([*keys, "group"], key)), "metric": metric, **summary, "n_cells": int(first["n_cells"]),
                      "n_expected": int(first["n_expected"]), "complete": bool(first["complete"])})
     long = pd.DataFrame(rows, columns=[*keys, *LONG_COLUMNS])
     if long.empty:
         return long
     long["oracle"] = oracle_mask(long)
-    long = long.merge(compare_with_reference(frame, metric, reference, test), on=[*keys, "group"], how="left")
+    long = long.merge(compare_with_reference(frame, metric, reference, test, scores), on=[*keys, "group"], how="left")
     better = -1.0 if metric_facts(metric).lower_is_better else 1.0
     direction = np.sign(long["delta"].fillna(0.0) * better).astype(int)
     marked = (long["p_value"] < alpha) & (long["method"] != reference) & long["complete"]

@@ -187,7 +187,7 @@ class Runner:
         cells = list(cells)
         scan = self.store.scan(c.key for c in cells)
         for path, problem in scan.unreadable if repair else ():
-            set_aside(path, ValueError(problem))
+            set_aside(path, problem)
         done = {r["key"] for r in scan.records if r["status"] in FINAL_STATUSES}
         return [c for c in cells if c.key not in done]
 
@@ -220,10 +220,10 @@ class Runner:
                 groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
             claimed_elsewhere = []
             for group in groups.values():
-                mine, done_elsewhere = self._claim(group, began)
+                mine, done_elsewhere, held = self._claim(group, began)
                 counts["elsewhere"] += len(done_elsewhere)
                 bar.update(len(done_elsewhere))
-                claimed_elsewhere += [c for c in group if c not in mine and c not in done_elsewhere]
+                claimed_elsewhere += held
                 try:
                     if mine:
                         self._run_group(mine, counts, bar)
@@ -232,19 +232,19 @@ class Runner:
                         self.claims.release(c.key)
             todo = self._wait_for(claimed_elsewhere, began, counts, bar)
 
-    def _claim(self, group: list[Cell], began: float) -> tuple[list[Cell], list[Cell]]:
-        """The cells of ``group`` this worker claimed and must compute, and those another worker finished
-        meanwhile (claimed, found done, released)."""
-        mine, done = [], []
+    def _claim(self, group: list[Cell], began: float) -> tuple[list[Cell], list[Cell], list[Cell]]:
+        """The cells of ``group`` this worker claimed and must compute, those another worker finished
+        meanwhile (claimed, found done, released), and those another live worker holds."""
+        mine, done, held = [], [], []
         for cell in group:
             if not self.claims.acquire(cell.key):
-                continue
-            if self._finished_since(cell, began):
+                held.append(cell)
+            elif self._finished_since(cell, began):
                 self.claims.release(cell.key)
                 done.append(cell)
             else:
                 mine.append(cell)
-        return mine, done
+        return mine, done, held
 
     def _finished_since(self, cell: Cell, began: float) -> bool:
         """True when ``cell`` has a final record, or a failed one written after ``began`` (tried already)."""

@@ -65,10 +65,6 @@ class RecordStore:
         record, _ = _read(self.path(key))
         return record
 
-    def is_done(self, key: str) -> bool:
-        record = self.load(key)
-        return record is not None and record.get("status") in FINAL_STATUSES
-
     def write(self, record: dict[str, Any]) -> None:
         atomic_write_text(self.path(record["key"]), json.dumps(record, indent=1, sort_keys=True, default=str))
 
@@ -103,7 +99,7 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (None, f"malformed: {problem}") if problem else (record, None)
 
 
-def error_line(error: Any) -> str:
+def traceback_cause(error: Any) -> str:
     """The line of a stored traceback (or reason) that says what went wrong: its last non-empty line."""
     lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -123,6 +119,6 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({"git_commit": prov.get("git_commit"), "config_hash": r["key"], "data_hash": r.get("data_hash"),
                     "model_hash": r.get("model_hash"), "model_weights": r.get("model_weights"),
                     "packages": json.dumps(prov.get("packages", {}), sort_keys=True), "seconds": r.get("seconds"),
-                    "error": error_line(r.get("error"))})
+                    "error": traceback_cause(r.get("error"))})
         rows.append(row)
     return pd.DataFrame(rows)
