@@ -294,14 +294,12 @@ def seeded_options(name: str, options: dict[str, Any], seed: int) -> dict[str, A
     return cls.options_for_seed(options, seed)
 
 
-def check_seed_option(name: str, options: dict[str, Any]) -> None:
-    """Fail early (at cell expansion) on an option name the adapter does not take, or if a run config sets
-    the seed option that the run's ``seed`` drives."""
+def check_dataset_options(name: str, options: dict[str, Any]) -> None:
+    """Fail early (at cell expansion) if a run config sets the seed option that the run's ``seed`` drives,
+    or an option name the adapter does not take."""
     from shiftbench import datasets
 
-    cls = datasets.adapter_class(name)
-    cls.check_options(options if cls.name == name else {"base": name[:-2], **options})
-    seeded_options(name, options, 0)
+    datasets.adapter_class(name).check_options(seeded_options(name, options, 0))
 
 
 def load_for_seed(name: str, options: dict[str, Any], seed: int) -> Dataset:

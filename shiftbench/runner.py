@@ -28,7 +28,7 @@ from shiftbench import methods as method_registry
 from shiftbench import grids
 from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
 from shiftbench.claims import Claims
-from shiftbench.dataset import check_seed_option, load_for_seed
+from shiftbench.dataset import check_dataset_options, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.identity import cell_identity
@@ -113,7 +113,7 @@ def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
     """All cells of an experiment config (a plain dict, see ``configs/config.yaml``)."""
     ds = cfg["dataset"]
     dataset_registry.adapter_class(ds["name"])  # unknown names fail here, listing valid ones
-    check_seed_option(ds["name"], ds.get("options") or {})  # the run's seed drives a dataset's seed option
+    check_dataset_options(ds["name"], ds.get("options") or {})
     options = json.dumps(ds.get("options") or {}, sort_keys=True)
     scenarios = expand_scenarios(ds.get("scenarios") or [{}], defaults=ds.get("stream") or {})
     models = as_list(cfg.get("model")) or as_list(ds.get("models"))
