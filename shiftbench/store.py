@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from shiftbench.cache import atomic_write_text
+from shiftbench.scenarios import Scenario
 
 FINAL_STATUSES = ("ok", "not_applicable")
 
@@ -106,19 +107,47 @@ def traceback_cause(error: Any) -> str:
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record: cell fields, ``metric.<name>`` columns, status and provenance columns."""
+    """One row per record: cell fields, one ``scenario.<field>`` column per scenario field (the tidy form
+    figures and grouping use), ``metric.<name>`` and ``score.<scorer>`` columns (label-free selection
+    scores), status and provenance columns.
+
+    ``dataset`` is the dataset's name; when the records hold one dataset name with different options (two
+    biased samples of one source), each gets its options in the name, so that they stay separate rows."""
     rows = []
     for r in records:
         cell = r["cell"]
-        row = {"key": r["key"], "status": r["status"], "dataset": cell["dataset"], "model": cell["model"],
+        row = {"key": r["key"], "status": r["status"], "dataset": cell["dataset"],
+               "dataset_options": json.dumps(cell["dataset_options"], sort_keys=True), "model": cell["model"],
                "method": cell["method"], "family": r.get("family", ""),
                "hparams": json.dumps(cell["hparams"], sort_keys=True), "scenario": r.get("scenario_name", ""),
                "group": r.get("scenario_group", ""), "seed": cell["seed"]}
+        row.update({f"scenario.{k}": v for k, v in _scenario_fields(cell["scenario"]).items()})
         row.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
+        row.update({f"score.{k}": v for k, v in (r.get("scores") or {}).items()})
         prov = r.get("provenance", {})
         row.update({"git_commit": prov.get("git_commit"), "config_hash": r["key"], "data_hash": r.get("data_hash"),
                     "model_hash": r.get("model_hash"), "model_weights": r.get("model_weights"),
                     "packages": json.dumps(prov.get("packages", {}), sort_keys=True), "seconds": r.get("seconds"),
                     "error": traceback_cause(r.get("error"))})
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.assign(dataset=dataset_labels(frame["dataset"], frame["dataset_options"]))
+
+
+def _scenario_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """Every scenario field of a record, with the defaults filled in for fields the record leaves out."""
+    defaults = {name: f.default for name, f in Scenario.__dataclass_fields__.items()}
+    return {**defaults, **stored}
+
+
+def dataset_labels(names: pd.Series, options: pd.Series) -> pd.Series:
+    """Dataset names, with ``[key=value,...]`` options added where one name occurs with different options."""
+    ambiguous = options.groupby(names).transform("nunique") > 1
+
+    def label(name: str, opts: str) -> str:
+        values = json.loads(opts)
+        return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(values.items()))}]" if values else name
+
+    return pd.Series([label(n, o) if a else n for n, o, a in zip(names, options, ambiguous)], index=names.index)
