@@ -35,6 +35,7 @@ from shiftbench.arrays import check_matrix, check_probs, softmax
 from shiftbench.cache import ArrayCache
 from shiftbench.dataset import DataFacts, Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
+from shiftbench.metric_facts import MetricFacts, register_metric
 from shiftbench.models import SourceModel
 from shiftbench.seeding import generator, int_seed
 
@@ -218,6 +219,14 @@ class DomainAdapter(PredictionMethod):
         src, tgt = task.source_outputs("train"), task.target_outputs()
         self.fit(src.feats, src.y, tgt.feats)
         return check_probs(self.predict_proba(tgt.feats), f"probabilities returned by method {self.name!r}")
+
+
+#: the metrics of :meth:`PerformanceEstimator.evaluate`: mean and largest absolute error of the per-chunk
+#: accuracy estimates, mean estimate and mean realised accuracy
+register_metric("mae_acc", MetricFacts(lower_is_better=True))
+register_metric("max_ae_acc", MetricFacts(lower_is_better=True))
+register_metric("est_acc", MetricFacts())
+register_metric("real_acc", MetricFacts(proportion=True))
 
 
 class PerformanceEstimator(Method):

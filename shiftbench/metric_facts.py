@@ -2,14 +2,23 @@
 
 Leaderboards rank and mark by :attr:`MetricFacts.lower_is_better`, clip intervals to
 ``[low, high]`` and show ``value * scale``; regression tolerances use a binomial standard error for
-proportions. Metrics not listed (a dataset's own, e.g. WILDS' ``F1-macro_all`` variants) are taken
-as higher-is-better scores in [0, 1] shown in %, unless their name says loss or error.
+proportions.
+
+A metric's facts are declared with :func:`register_metric` by the module that computes it
+(:mod:`shiftbench.metrics` for the dataset metrics, :mod:`shiftbench.families` for the
+performance-estimator metrics; a dataset adapter may declare its own). A name nobody declared (a
+dataset's own, e.g. WILDS' per-group ``acc_<group>``) is taken as a higher-is-better score in
+[0, 1] shown in %, or as an unbounded lower-is-better value shown as is when its name says loss,
+error, mse or mae.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
+
+from shiftbench.errors import ShiftbenchError
 
 
 @dataclass(frozen=True)
@@ -25,23 +34,28 @@ class MetricFacts:
     proportion: bool = False
 
 
-_PROPORTION = MetricFacts(proportion=True)
-_LOWER_UNIT = MetricFacts(lower_is_better=True)
-KNOWN: dict[str, MetricFacts] = {
-    "acc_avg": _PROPORTION, "acc_wg": _PROPORTION, "balanced_acc": _PROPORTION,
-    "F1-macro_all": MetricFacts(),
-    "ece": _LOWER_UNIT, "mae_acc": _LOWER_UNIT, "max_ae_acc": _LOWER_UNIT,
-    "est_acc": MetricFacts(), "real_acc": _PROPORTION,
-    "nll": MetricFacts(lower_is_better=True, high=math.inf, scale=1.0),
-    "mse": MetricFacts(lower_is_better=True, high=math.inf, scale=1.0),
-}
+#: the harness modules that declare the metrics they compute (imported before the first lookup)
+DECLARING_MODULES = ("shiftbench.metrics", "shiftbench.families")
+_DECLARED: dict[str, MetricFacts] = {}
+_UNBOUNDED_LOSS = MetricFacts(lower_is_better=True, high=math.inf, scale=1.0)
+
+
+def register_metric(name: str, facts: MetricFacts) -> None:
+    """Declare the facts of the metric ``name`` (the module that computes it calls this once at import)."""
+    known = _DECLARED.get(name)
+    if known is not None and known != facts:
+        raise ShiftbenchError(f"metric {name!r} is declared twice with different facts ({known} and {facts}); "
+                              "declare it once, where it is computed")
+    _DECLARED[name] = facts
 
 
 def metric_facts(metric: str) -> MetricFacts:
-    """The facts of ``metric`` (see the module docstring for names not listed in :data:`KNOWN`)."""
-    if metric in KNOWN:
-        return KNOWN[metric]
+    """The declared facts of ``metric``, or the fallback for undeclared names (see the module docstring)."""
+    for module in DECLARING_MODULES:
+        importlib.import_module(module)
+    if metric in _DECLARED:
+        return _DECLARED[metric]
     lowered = metric.lower()
     if any(word in lowered for word in ("loss", "error", "mse", "mae")):
-        return MetricFacts(lower_is_better=True, high=math.inf, scale=1.0)
+        return _UNBOUNDED_LOSS
     return MetricFacts()

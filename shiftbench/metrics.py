@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from shiftbench.arrays import check_labels, check_probs, to_numpy
+from shiftbench.metric_facts import MetricFacts, register_metric
 
 
 def group_accuracies(correct: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +42,14 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, n_bins: int = 1
 def negative_log_likelihood(y: np.ndarray, probs: np.ndarray, eps: float = 1e-12) -> float:
     """Mean negative log probability of the true class."""
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, None))))
+
+
+register_metric("acc_avg", MetricFacts(proportion=True))
+register_metric("acc_wg", MetricFacts(proportion=True))
+register_metric("balanced_acc", MetricFacts(proportion=True))
+register_metric("F1-macro_all", MetricFacts())
+register_metric("ece", MetricFacts(lower_is_better=True))
+register_metric("nll", MetricFacts(lower_is_better=True, high=float("inf"), scale=1.0))
 
 
 def classification_metrics(y, y_pred, y_prob=None, groups=None, n_classes: int | None = None) -> dict[str, float]:
