@@ -262,10 +262,23 @@ class PerformanceEstimator(Method):
         return pd.DataFrame({"chunk": range(len(task.batches)), "estimate": estimates})
 
     def evaluate(self, output: pd.DataFrame, truth: Truth, task: Task) -> dict[str, float]:
-        probs = task.target_outputs().probs
-        correct = probs.argmax(1) == truth.split.y
-        realised = np.array([correct[i].mean() for i in task.batches])
+        realised = self._realised_accuracy(truth, task)
         estimates = output["estimate"].to_numpy()
         err = np.abs(estimates - realised)
         return {"mae_acc": float(err.mean()), "max_ae_acc": float(err.max()),
                 "est_acc": float(estimates.mean()), "real_acc": float(realised.mean())}
+
+    def details(self, output: pd.DataFrame, truth: Truth, task: Task) -> pd.DataFrame:
+        """One row per chunk, kept in the record: position, label (e.g. the month of a ``chunk_by=month``
+        stream), size, estimated and realised accuracy (what monitoring figures are drawn from)."""
+        from shiftbench.scenarios import batch_labels  # the stream's labels; families needs nothing else of scenarios
+
+        return pd.DataFrame({"chunk": output["chunk"].to_numpy(), "label": batch_labels(task.batches),
+                             "n": [len(i) for i in task.batches], "estimate": output["estimate"].to_numpy(),
+                             "realised": self._realised_accuracy(truth, task)})
+
+    @staticmethod
+    def _realised_accuracy(truth: Truth, task: Task) -> np.ndarray:
+        """Accuracy of the model's argmax predictions on each chunk, from the target labels (runner only)."""
+        correct = task.target_outputs().probs.argmax(1) == truth.split.y
+        return np.array([correct[i].mean() for i in task.batches])

@@ -14,6 +14,13 @@ sequence ``"gaussian_noise+shot_noise+..."``; the stream visits the domains in t
 one the whole target split, batches never straddle two domains) and a model adapter is not
 reset between them. Episodic adaptation is one scenario per domain (or a method's own per-batch
 reset, e.g. Tent's ``episodic``).
+
+Calendar chunks (``chunk_by``: a metadata column methods may see, e.g. NYC flights' ``month``):
+the stream is one chunk per value of that column, in sorted order, each chunk ordered within by
+``order``; ``batch_size`` does not apply. A scenario that sets both is rejected; a dataset's
+``stream`` default ``batch_size`` gives way to a scenario's ``chunk_by`` (:func:`expand_scenarios`).
+Label columns are rejected when the scenario is built, columns the dataset does not make visible by
+:func:`check_chunk_columns` (at expansion) and by :meth:`Scenario.batches` (on the label-free metadata).
 """
 
 from __future__ import annotations
@@ -26,15 +33,37 @@ import numpy as np
 import pandas as pd
 
 from shiftbench.cache import ArrayCache, stable_hash
-from shiftbench.dataset import Dataset, Split
+from shiftbench.dataset import LABEL_COLUMNS, SCENARIO_METADATA, Dataset, Split
 from shiftbench.errors import ShiftbenchError
+from shiftbench.monitoring import chunk_by_period
 from shiftbench.seeding import generator
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
 LONG_TAILS = ("forward", "uniform", "backward")
 #: fields added after the first release: left out of ``as_dict`` at their defaults, so that
 #: existing scenarios (and the cell keys hashed from them) are unchanged
-_LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0}
+_LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0, "chunk_by": None}
+#: the batch size of a scenario streamed in ``chunk_by`` chunks (the field's default; any other is rejected)
+_CHUNKED_BATCH_SIZE = 64
+
+
+class Batches(list):
+    """A stream: index batches in arrival order (a list of index arrays), and a label per batch
+    (the ``chunk_by`` value, else the batch's position in its domain; in a domain sequence prefixed
+    by the corruption)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[str] = []
+
+    def add(self, index: np.ndarray, label: str) -> None:
+        self.append(index)
+        self.labels.append(label)
+
+
+def batch_labels(batches: list[np.ndarray]) -> list[str]:
+    """The label of each batch of a stream: a :class:`Batches`' own, else the batch positions."""
+    return list(batches.labels) if isinstance(batches, Batches) else [str(i) for i in range(len(batches))]
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,7 @@ class Scenario:
     batch_size: int = 64
     long_tail: str | None = None
     imbalance_ratio: float = 100.0
+    chunk_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
@@ -64,6 +94,19 @@ class Scenario:
             raise ShiftbenchError("a corrupted scenario needs both corruption and severity (1..5)")
         if self.batch_size < 1:
             raise ShiftbenchError(f"batch_size must be >= 1; got {self.batch_size}")
+        if self.chunk_by is not None:
+            self._check_chunking()
+
+    def _check_chunking(self) -> None:
+        if self.chunk_by in LABEL_COLUMNS:
+            raise ShiftbenchError(f"chunk_by={self.chunk_by!r} is a label column; chunks must follow a label-free "
+                                  "metadata column (e.g. chunk_by=month)")
+        if self.batch_size != _CHUNKED_BATCH_SIZE:
+            raise ShiftbenchError(f"batch_size={self.batch_size} does not apply with chunk_by={self.chunk_by!r} "
+                                  "(one chunk per value of the column); remove one of them")
+        if self.order == "dirichlet":
+            raise ShiftbenchError(f"order=dirichlet mixes classes per batch of batch_size, which does not apply with "
+                                  f"chunk_by={self.chunk_by!r}; use order=iid or class_sorted within the chunks")
 
     @property
     def domain(self) -> str:
@@ -81,7 +124,7 @@ class Scenario:
             parts.append(f"lt-{self.long_tail}{self.imbalance_ratio:g}")
         if self.order != "iid":
             parts.append(self.order if self.order != "dirichlet" else f"dirichlet{self.order_alpha:g}")
-        parts.append(f"bs{self.batch_size}")
+        parts.append(f"by-{self.chunk_by}" if self.chunk_by is not None else f"bs{self.batch_size}")
         return ":".join(parts)
 
     @property
@@ -110,21 +153,51 @@ class Scenario:
             domains = [d.subset(idx, tag=f"lt-{self.long_tail}{self.imbalance_ratio}-{seed}") for d in domains]
         return domains[0] if len(domains) == 1 else concatenate_splits(domains)
 
-    def batches(self, y: np.ndarray, seed: int) -> list[np.ndarray]:
+    def batches(self, y: np.ndarray, seed: int, visible: pd.DataFrame | None = None) -> Batches:
         """Index batches in arrival order; ``y`` is used only to build non-i.i.d. orders.
 
         With a domain sequence, ``y`` holds equal consecutive blocks, one per domain, each
-        ordered on its own and visited in turn."""
+        ordered on its own and visited in turn. With ``chunk_by``, ``visible`` is the label-free
+        metadata of the split (``Dataset.label_free(split).metadata``), whose ``chunk_by`` column
+        cuts each block into one chunk per value, in sorted order."""
         rng = generator(seed, "stream")
         n_domains = max(1, len(self.corruptions))
         if len(y) % n_domains:
             raise ShiftbenchError(f"a stream over {n_domains} domains needs equal blocks; got {len(y)} labels")
         block = len(y) // n_domains
-        out: list[np.ndarray] = []
-        for start in range(0, len(y), max(block, 1)):
-            order = start + self._order(y[start:start + block], rng)
-            out.extend(order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size))
+        values = self._chunk_values(visible, len(y))
+        out = Batches()
+        for d, start in enumerate(range(0, len(y), max(block, 1))):
+            prefix = f"{self.corruptions[d]}/" if n_domains > 1 else ""
+            rows = np.arange(start, start + block)
+            for label, part in self._chunks(rows, values):
+                order = part[self._order(y[part], rng)]
+                if self.chunk_by is not None:
+                    out.add(order, prefix + label)
+                    continue
+                for i in range(0, len(order), self.batch_size):
+                    out.add(order[i:i + self.batch_size], f"{prefix}{i // self.batch_size}")
         return out
+
+    def _chunk_values(self, visible: pd.DataFrame | None, n: int) -> np.ndarray | None:
+        """The ``chunk_by`` column of the label-free metadata (``None`` without ``chunk_by``)."""
+        if self.chunk_by is None:
+            return None
+        if visible is None or self.chunk_by not in visible.columns:
+            shown = ", ".join(visible.columns) if visible is not None and len(visible.columns) else "(none)"
+            raise ShiftbenchError(f"chunk_by={self.chunk_by!r} is not a metadata column methods may see on this "
+                                  f"split; visible columns: {shown}")
+        if len(visible) != n:
+            raise ShiftbenchError(f"the visible metadata has {len(visible)} rows but the split has {n} labels")
+        return visible[self.chunk_by].to_numpy()
+
+    @staticmethod
+    def _chunks(rows: np.ndarray, values: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+        """(label, row indices) per chunk of ``rows``: one per sorted value of ``values``, or all of them."""
+        if values is None:
+            return [("", rows)]
+        chunks = chunk_by_period(values[rows])
+        return [(key, rows[members]) for key, members in zip(chunks.keys, chunks.members())]
 
     def _order(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.order == "iid":
@@ -209,17 +282,36 @@ def dirichlet_order(y: np.ndarray, alpha: float, batch_size: int, rng: np.random
 
 
 def expand_scenarios(specs: Iterable[dict[str, Any]], defaults: dict[str, Any] | None = None) -> list[Scenario]:
-    """Expand scenario specs whose values may be lists into the cross product of scenarios."""
+    """Expand scenario specs whose values may be lists into the cross product of scenarios.
+
+    ``defaults`` (a dataset's ``stream``) fill the keys a spec leaves out; their ``batch_size`` does not
+    apply to a scenario with ``chunk_by`` and is dropped there, while a spec that sets both is refused."""
     out: list[Scenario] = []
-    for spec in specs:
-        spec = {**(defaults or {}), **dict(spec)}
+    for own in specs:
+        spec = {**(defaults or {}), **dict(own)}
         unknown = set(spec) - set(Scenario.__dataclass_fields__)
         if unknown:
             raise ShiftbenchError(f"unknown scenario keys {sorted(unknown)}; valid keys: {sorted(Scenario.__dataclass_fields__)}")
         keys = list(spec)
         values = [v if isinstance(v, (list, tuple)) else [v] for v in spec.values()]
         for combo in itertools.product(*values):
-            s = Scenario(**dict(zip(keys, combo)))
+            fields = dict(zip(keys, combo))
+            if fields.get("chunk_by") is not None:
+                if "batch_size" in own:
+                    raise ShiftbenchError(f"scenario {dict(own)} sets batch_size with chunk_by={fields['chunk_by']!r}, "
+                                          "which streams one chunk per value of the column; remove one of them")
+                fields.pop("batch_size", None)
+            s = Scenario(**fields)
             if s not in out:
                 out.append(s)
     return out
+
+
+def check_chunk_columns(scenarios: Iterable[Scenario], dataset_cls: type[Dataset]) -> None:
+    """Fail before anything is computed when a scenario chunks by a column that ``dataset_cls`` does not
+    let methods see (its ``visible_metadata`` and the scenario columns), naming the visible ones."""
+    visible = [c for c in (*dataset_cls.visible_metadata, *SCENARIO_METADATA) if c not in LABEL_COLUMNS]
+    for s in scenarios:
+        if s.chunk_by is not None and s.chunk_by not in visible:
+            raise ShiftbenchError(f"scenario {s.name}: chunk_by={s.chunk_by!r} is not a metadata column dataset "
+                                  f"{dataset_cls.name!r} lets methods see; visible columns: {', '.join(visible)}")
