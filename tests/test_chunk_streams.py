@@ -13,6 +13,7 @@ from shiftbench.dataset import load_for_seed
 from shiftbench.datasets.nycflights import NYCFlights
 from shiftbench.errors import ShiftbenchError
 from shiftbench.models import build_model
+from shiftbench.monitoring import chunk_estimates_figure
 from shiftbench.scenarios import Scenario, batch_labels, check_chunk_columns, expand_scenarios
 from shiftbench.store import RecordStore
 
@@ -109,3 +110,28 @@ def test_runner_stores_per_month_details(tmp_path, cache_dir):
     np.testing.assert_allclose(details["estimate"], np.mean(predicted(reference) == reference.y), atol=1e-12)
     assert record["metrics"]["mae_acc"] == pytest.approx(np.mean(np.abs(details["estimate"] - details["realised"])))
     assert json.loads(json.dumps(record["details"])) == record["details"]
+
+
+def details_record(method: str, seed: int, scenario: str, months: list[int], estimate: list[float],
+                   realised: list[float]) -> dict:
+    return {"status": "ok", "dataset": "nycflights", "model": "tabular_logistic", "method": method, "hparams": "{}",
+            "seed": seed, "scenario": scenario, "scenario.chunk_by": "month",
+            "details": [{"chunk": i, "label": str(m), "n": 10, "estimate": e, "realised": r}
+                        for i, (m, e, r) in enumerate(zip(months, estimate, realised))]}
+
+
+def test_monitoring_figure_draws_means_over_seeds_in_calendar_order():
+    frame = pd.DataFrame([
+        details_record("doc", 0, "test:by-month", [6, 12, 10], [0.7, 0.5, 0.6], [0.8, 0.4, 0.6]),
+        details_record("doc", 1, "test:by-month", [6, 12, 10], [0.9, 0.7, 0.6], [0.6, 0.6, 0.6]),
+        details_record("doc", 0, "val:by-month", [5], [0.75], [0.7]),
+        details_record("doc", 1, "val:by-month", [5], [0.85], [0.9]),
+    ])
+    fig = chunk_estimates_figure(frame)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "6", "10", "12"]
+    realised, doc = ax.get_lines()
+    np.testing.assert_allclose(realised.get_ydata(), [80, 70, 60, 50])
+    np.testing.assert_allclose(doc.get_ydata(), [80, 80, 60, 60])
+    assert chunk_estimates_figure(frame.assign(**{"scenario.chunk_by": None})) is None
+    assert chunk_estimates_figure(frame.drop(columns="details")) is None
