@@ -27,6 +27,7 @@ from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
 from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
+from shiftbench.cell_scoring import cell_scores
 from shiftbench.claims import Claims
 from shiftbench.dataset import check_dataset_options, load_for_seed
 from shiftbench.errors import ShiftbenchError
@@ -53,17 +54,24 @@ class Cell:
     method: str
     hparams: str  # canonical JSON
     seed: int
+    #: canonical JSON of the label-free selection scores the cell computes (:mod:`shiftbench.cell_scoring`);
+    #: empty when the experiment selects nothing, and then left out of the record (and the key)
+    scoring: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "dataset_options": json.loads(self.dataset_options),
-                "scenario": self.scenario.as_dict(), "model": self.model, "method": self.method,
-                "hparams": json.loads(self.hparams), "seed": self.seed}
+        d = {"dataset": self.dataset, "dataset_options": json.loads(self.dataset_options),
+             "scenario": self.scenario.as_dict(), "model": self.model, "method": self.method,
+             "hparams": json.loads(self.hparams), "seed": self.seed}
+        if self.scoring:
+            d["scoring"] = json.loads(self.scoring)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         """The cell a record's ``cell`` field describes (the inverse of :meth:`as_dict`)."""
+        scoring = json.dumps(d["scoring"], sort_keys=True) if d.get("scoring") else ""
         return cls(d["dataset"], json.dumps(d["dataset_options"], sort_keys=True), Scenario(**d["scenario"]),
-                   d["model"], d["method"], json.dumps(d["hparams"], sort_keys=True), int(d["seed"]))
+                   d["model"], d["method"], json.dumps(d["hparams"], sort_keys=True), int(d["seed"]), scoring)
 
     def identity(self) -> dict[str, str]:
         """Hashes of the code this cell's result depends on (see :mod:`shiftbench.identity`)."""
@@ -110,22 +118,38 @@ def grid_points(method: str, overrides: dict[str, Any] | None) -> list[dict[str,
 
 
 def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
-    """All cells of an experiment config (a plain dict, see ``configs/config.yaml``)."""
-    ds = cfg["dataset"]
-    dataset_registry.adapter_class(ds["name"])  # unknown names fail here, listing valid ones
-    check_dataset_options(ds["name"], ds.get("options") or {})
-    options = json.dumps(ds.get("options") or {}, sort_keys=True)
-    scenarios = expand_scenarios(ds.get("scenarios") or [{}], defaults=ds.get("stream") or {})
-    models = as_list(cfg.get("model")) or as_list(ds.get("models"))
-    for m in models:
-        model_registry.get(m)
+    """All cells of an experiment config (a plain dict, see ``configs/config.yaml``): every dataset block
+    (:func:`dataset_blocks`) x its scenarios x models x methods x grid points x seeds."""
     methods, seeds = as_list(cfg["method"]), run_seeds(cfg)
     points = method_settings(methods, cfg.get("grid") or {})
     cells = []
-    for model, method, seed, scenario in itertools.product(models, methods, seeds, scenarios):
-        for hp in points[method]:
-            cells.append(Cell(ds["name"], options, scenario, model, method, json.dumps(hp, sort_keys=True), seed))
+    for block in dataset_blocks(cfg):
+        ds = block["name"]
+        dataset_registry.adapter_class(ds)  # unknown names fail here, listing valid ones
+        check_dataset_options(ds, block.get("options") or {})
+        options = json.dumps(block.get("options") or {}, sort_keys=True)
+        scenarios = expand_scenarios(block.get("scenarios") or [{}], defaults=block.get("stream") or {})
+        models = as_list(cfg.get("model")) or as_list(block.get("models"))
+        if not models:
+            raise ShiftbenchError(f"dataset {ds!r} names no models; give the block `models: [...]` or set model=NAME")
+        for m in models:
+            model_registry.get(m)
+        for model, method, seed, scenario in itertools.product(models, methods, seeds, scenarios):
+            for hp in points[method]:
+                cells.append(Cell(ds, options, scenario, model, method, json.dumps(hp, sort_keys=True), seed))
     return cells
+
+
+def dataset_blocks(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The experiment's datasets: the ``datasets`` list when the config has one (an experiment over several
+    datasets; each block is shaped like a ``configs/dataset/*.yaml`` file), else the one ``dataset``."""
+    blocks = cfg.get("datasets")
+    if not blocks:
+        return [cfg["dataset"]]
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and b.get("name") for b in blocks):
+        raise ShiftbenchError("`datasets` must be a list of dataset blocks, each with a `name` (and `options`, "
+                              "`models`, `stream`, `scenarios` as in configs/dataset/*.yaml)")
+    return blocks
 
 
 def run_seeds(cfg: dict[str, Any]) -> list[int]:
@@ -307,16 +331,22 @@ class Runner:
                 self._write(cell, "not_applicable", error=reason, **extra)
                 return "not_applicable"
             split = cell.scenario.target_split(dataset, self.cache, cell.seed)
-            task = Task(dataset.n_classes, dataset.label_free(split), cell.scenario.batches(split.y, cell.seed), cell.seed,
+            task = Task(dataset.n_classes, dataset.label_free(split), cell.scenario.batches(split.y, cell.seed, dataset.label_free(split).metadata), cell.seed,
                         model, self.cache, {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
             seed_globals(cell.seed)
             output = method.run(task)
-            metrics = method.evaluate(output, Truth(dataset, split), task)
+            truth = Truth(dataset, split)
+            metrics = method.evaluate(output, truth, task)
+            details = method.details(output, truth, task) if hasattr(method, "details") else None
+            if cell.scoring:  # label-free scores for the selection stage: the task and the output, no truth
+                extra.update(cell_scores(json.loads(cell.scoring), method, task, output))
         except FileWriteError:
             raise  # the cache or store cannot be written: every cell would fail alike
         except Exception:
             self._write(cell, "failed", error=traceback.format_exc(), seconds=time.perf_counter() - start, **extra)
             return "failed"
+        if details is not None:
+            extra["details"] = json.loads(details.to_json(orient="records"))
         self._write(cell, "ok", metrics=metrics, family=method.family, seconds=time.perf_counter() - start, **extra)
         return "ok"
 
