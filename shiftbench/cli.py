@@ -130,15 +130,15 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench.cache import default_cache_dir
     from shiftbench.collect import collect
-    from shiftbench.leaderboard_html import leaderboard_page
-    from shiftbench.report import check_metric, full_leaderboard, latex_table, markdown_page, marked_wide
+    from shiftbench.report import aggregate, check_metric, failure_notes
+    from shiftbench.results_folder import RENDERERS
 
     stores = args.store or [default_cache_dir() / "runs" / "default"]
     found = collect(stores)
-    notes = found.notes()
+    frame = found.frame
+    notes = [*failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes for the same records
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    frame = found.frame
     if frame.empty:
         raise ShiftbenchError(f"no current result records under {', '.join(map(str, stores))}; run `shiftbench run` "
                               "first or pass --store DIR")
@@ -146,13 +146,7 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     if args.reference not in set(frame["method"]):
         raise ShiftbenchError(f"reference method {args.reference!r} has no records here; methods: "
                               f"{', '.join(sorted(set(frame['method'])))}")
-    long = full_leaderboard(frame, args.metric, args.reference, args.test)
-    render = {"md": lambda: markdown_page(long, args.metric, notes, reference=args.reference, test=args.test),
-              "csv": lambda: long.to_csv(index=False),
-              "latex": lambda: latex_table(marked_wide(long)),
-              "html": lambda: leaderboard_page(frame, args.metric, reference=args.reference, test=args.test,
-                                               notes=notes)}
-    text = render[args.format]()
+    text = RENDERERS[args.format](aggregate(frame, args.metric, args.reference, args.test, notes))
     if args.output is None:
         print(text)
     else:

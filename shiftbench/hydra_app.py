@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from shiftbench.collect import Collection, collect
 from shiftbench.errors import ShiftbenchError
-from shiftbench.report import check_metric, write_tables
+from shiftbench.report import check_metric
+from shiftbench.results_folder import write_tables
 from shiftbench.runner import Runner, RunSettings, expand_cells
 from shiftbench.sweep_estimate import describe_estimate
 

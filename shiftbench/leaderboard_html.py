@@ -2,6 +2,9 @@
 figures embedded as base64 PNG (no external scripts, styles or images, so the file can be mailed or
 uploaded as a CI artifact).
 
+:func:`render_html` renders a :class:`~shiftbench.report.Leaderboard`; :func:`html_page` puts any wide
+table (every column it has, oracle rows styled) on such a page, e.g. a selection-aware leaderboard.
+
 Clicking a header sorts by that column (numbers by their leading value, text alphabetically;
 clicking again reverses). Opening the page with ``#sort=<column index>`` (``#sort=-<index>`` for
 descending) sorts on load, and after loading the body's ``data-images-rendered`` counts the figures
@@ -17,8 +20,8 @@ from typing import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from shiftbench import plots
-from shiftbench.report import REFERENCE_METHOD, full_leaderboard, legend, marked_wide
+from shiftbench.plots import FigureSpec, build_figures, default_figures, png_bytes
+from shiftbench.report import Leaderboard, legend, marked_wide
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -67,33 +70,44 @@ _SORTER = """
 
 def figure_tag(fig: Figure, caption: str) -> str:
     """An ``<figure>`` with the figure inlined as a base64 PNG."""
-    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    data = base64.b64encode(png_bytes(fig)).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def is_oracle_row(row: pd.Series) -> bool:
+    """Whether a text-table row is labelled as selected with target labels (a cell ending in ``(oracle)``)."""
+    return any(str(v).endswith("(oracle)") for v in row)
+
+
 def table_html(table: pd.DataFrame) -> str:
-    """The text leaderboard as an HTML table with id ``leaderboard``; oracle rows get class ``oracle``."""
+    """A wide text table (every column it has) as an HTML table with id ``leaderboard``; oracle rows get
+    class ``oracle``."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     rows = []
     for _, row in table.iterrows():
-        css = ' class="oracle"' if str(row.get("method", "")).endswith("(oracle)") else ""
+        css = ' class="oracle"' if is_oracle_row(row) else ""
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
     return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def leaderboard_page(frame: pd.DataFrame, metric: str = "acc_avg", title: str = "shiftbench leaderboard",
-                     reference: str = REFERENCE_METHOD, test: str = "ttest", notes: Sequence[str] = ()) -> str:
-    """The whole HTML page for the records in ``frame``, compared with ``reference``; ``notes`` (records left
-    out, failed cells) are listed under the table."""
-    long = full_leaderboard(frame, metric, reference, test=test)
-    figures = [(plots.accuracy_vs_severity(frame, metric), f"{metric} against corruption severity"),
-               (plots.rank_heatmap(long, metric), f"rank per (dataset, model, scenario group) on {metric}"),
-               (plots.estimated_vs_realised(frame), "estimated against realised accuracy (performance estimators)")]
-    body = "\n".join(figure_tag(fig, caption) for fig, caption in figures if fig is not None)
+def html_page(table: pd.DataFrame, legend_text: str, title: str = "shiftbench leaderboard", notes: Sequence[str] = (),
+              figures: Sequence[tuple[Figure, str]] = ()) -> str:
+    """The whole page around a wide ``table``: title, legend, the sortable table, ``notes`` (records left out,
+    failed cells) and the ``(figure, caption)`` pairs."""
+    body = "\n".join(figure_tag(fig, caption) for fig, caption in figures)
     listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p class=\"legend\">{html.escape(legend(metric, reference, test=test))}</p>\n"
-            f"{table_html(marked_wide(long))}\n" + (f"<ul class=\"notes\">{listed}</ul>\n" if listed else "")
+            f"<p class=\"legend\">{html.escape(legend_text)}</p>\n"
+            f"{table_html(table)}\n" + (f"<ul class=\"notes\">{listed}</ul>\n" if listed else "")
             + f"<section id=\"figures\">{body}</section>\n<script>{_SORTER}</script>\n</body></html>\n")
+
+
+def render_html(board: Leaderboard, figures: Sequence[FigureSpec] | None = None,
+                title: str = "shiftbench leaderboard") -> str:
+    """The HTML page of ``board``: its marked table compared with its reference, its notes and ``figures``
+    (default: :func:`~shiftbench.plots.default_figures` of its metric)."""
+    specs = default_figures(board.metric) if figures is None else figures
+    return html_page(marked_wide(board.long), legend(board.metric, board.reference, board.test), title, board.notes,
+                     [(fig, spec.caption) for spec, fig in build_figures(specs, board.frame)])

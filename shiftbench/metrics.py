@@ -34,7 +34,6 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, n_bins: int = 1
     conf = probs.max(1)
     correct = probs.argmax(1) == y
     bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
     gap = np.abs(np.bincount(bins, weights=correct - conf, minlength=n_bins))
     return float(gap.sum() / max(len(y), 1))
 

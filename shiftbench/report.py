@@ -18,18 +18,22 @@ The rules every table follows:
   (``avg``: on matched (group, seed) means); differences that are the same in every seed of a
   scenario count once; a test with fewer than two effective pairs or zero variance gives no mark.
 - Oracle rows (hyperparameters chosen with target labels) are labelled and never ranked.
+
+This module is the aggregation (:func:`aggregate` gives a :class:`Leaderboard`: the records, their long
+table and the notes) and the text renderers (markdown, CSV, LaTeX). The HTML page
+(:mod:`shiftbench.leaderboard_html`), the figures (:mod:`shiftbench.plots`) and the results folder
+(:mod:`shiftbench.results_folder`) are built on it; it imports none of them.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from shiftbench.cache import atomic_write_bytes, atomic_write_text
 from shiftbench.errors import ShiftbenchError
 from shiftbench.metric_facts import metric_facts
 
@@ -255,7 +259,7 @@ def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: st
                      test: str = "ttest", alpha: float = ALPHA) -> pd.DataFrame:
     """The long leaderboard: one row per (row keys, group) with coverage, the seed summary
     (:func:`summarise_seeds`), ``oracle``, the paired comparison with ``reference`` (``delta``, ``p_value``,
-    ``n_pairs``, ``significant``: -1 worse, 0 no mark, +1 better), ``rank`` and ``avg_rank``."""
+    ``n_pairs``, ``significant``: -1 worse, 0 no mark, +1 better; ``reference`` names it), ``rank`` and ``avg_rank``."""
     keys = row_keys(frame)
     scores = seed_scores(frame, metric)
     rows = []
@@ -269,6 +273,7 @@ def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: st
     if long.empty:
         return long
     long["oracle"] = oracle_mask(long)
+    long["reference"] = reference
     long = long.merge(compare_with_reference(frame, metric, reference, test, scores), on=[*keys, "group"], how="left")
     better = -1.0 if metric_facts(metric).lower_is_better else 1.0
     direction = np.sign(long["delta"].fillna(0.0) * better).astype(int)
@@ -338,6 +343,7 @@ def legend(metric: str, reference: str = REFERENCE_METHOD, test: str = "ttest", 
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """A text leaderboard (any wide table) as a markdown table."""
     return table.to_markdown(index=False) if not table.empty else "(no results)"
 
 
@@ -350,32 +356,54 @@ def latex_table(table: pd.DataFrame) -> str:
     return text
 
 
-def markdown_page(long: pd.DataFrame, metric: str, notes: list[str] = (), command: str | None = None,
-                  reference: str = REFERENCE_METHOD, test: str = "ttest") -> str:
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """One aggregation of a set of records: what every table format and figure is rendered from."""
+
+    #: the records, one row per cell (:func:`shiftbench.store.records_frame`)
+    frame: pd.DataFrame
+    #: :func:`full_leaderboard` of ``frame``
+    long: pd.DataFrame
+    metric: str
+    reference: str
+    test: str
+    #: records left out and failed cells, listed under the table
+    notes: tuple[str, ...] = ()
+
+
+def aggregate(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD, test: str = "ttest",
+              notes: list[str] | tuple[str, ...] = ()) -> Leaderboard:
+    """The leaderboard of ``frame`` on ``metric``, every row compared with ``reference`` by ``test``."""
+    return Leaderboard(frame, full_leaderboard(frame, metric, reference, test), metric, reference, test, tuple(notes))
+
+
+def failure_notes(frame: pd.DataFrame) -> list[str]:
+    """The table's note on failed cells (none when no cell failed)."""
+    n_failed = int((frame["status"] == "failed").sum()) if not frame.empty else 0
+    if not n_failed:
+        return []
+    return [f"{n_failed} of {len(frame)} cells failed (their tracebacks are in the records); rows with a failed cell "
+            "show their coverage instead of a value"]
+
+
+def render_markdown(board: Leaderboard, command: str | None = None) -> str:
     """The leaderboard as a markdown page: title, the command that regenerates it, legend, table, notes."""
-    lines = [f"# Leaderboard ({metric})", ""]
+    lines = [f"# Leaderboard ({board.metric})", ""]
     if command:
         lines += [f"Regenerate: `{command}`", ""]
-    lines += [legend(metric, reference, test), "", to_markdown(marked_wide(long)), ""]
-    if notes:
-        lines += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    lines += [legend(board.metric, board.reference, board.test), "", to_markdown(marked_wide(board.long)), ""]
+    if board.notes:
+        lines += ["Notes:", "", *[f"- {n}" for n in board.notes], ""]
     return "\n".join(lines)
 
 
-def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_avg", notes: list[str] = (),
-                 command: str | None = None) -> dict[str, Path]:
-    """Write records.csv (with provenance), leaderboard.csv (long) and leaderboard.md atomically, and the
-    severity plot where the records have corrupted scenarios."""
-    out = Path(out_dir)
-    long = full_leaderboard(frame, metric)
-    paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}
-    atomic_write_text(paths["records"], frame.sort_values("key").to_csv(index=False) if not frame.empty else "")
-    atomic_write_text(paths["leaderboard"], long.to_csv(index=False))
-    atomic_write_text(paths["markdown"], markdown_page(long, metric, notes, command))
-    from shiftbench.plots import accuracy_vs_severity, png_bytes
+def render_csv(board: Leaderboard) -> str:
+    """The long leaderboard as CSV: every (row, group) with its interval, coverage, test and ranks."""
+    return board.long.to_csv(index=False)
 
-    figure = accuracy_vs_severity(frame, metric) if not frame.empty else None
-    if figure is not None:
-        paths["severity_plot"] = out / f"{metric}_vs_severity.png"
-        atomic_write_bytes(paths["severity_plot"], png_bytes(figure))
-    return paths
+
+def render_latex(board: Leaderboard) -> str:
+    """The text leaderboard as a LaTeX tabular (:func:`latex_table`)."""
+    return latex_table(marked_wide(board.long))

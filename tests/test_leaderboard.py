@@ -1,4 +1,5 @@
-"""Leaderboards: CIs, paired tests against source-only, average ranks, oracle marks, formats, plots, CLI."""
+"""Leaderboards: CIs, paired tests against source-only, average ranks, oracle marks, CLI (renderers: test_report_renderers.py,
+figures: test_plots.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from leaderboard_fixtures import estimator_records, synthetic_frame, synthetic_records, write_store
-from shiftbench import plots
+from leaderboard_fixtures import synthetic_frame, synthetic_records, write_store
 from shiftbench.cli import main
-from shiftbench.report import (average_ranks, compare_with_reference, full_leaderboard, latex_table, marked_wide,
-                               paired_p_value)
+from shiftbench.report import average_ranks, compare_with_reference, full_leaderboard, marked_wide, paired_p_value
 
 
 @pytest.fixture(scope="module")
@@ -84,42 +83,6 @@ def test_oracle_rows_are_marked_and_not_ranked():
     assert "better (oracle)" in set(text["method"]) and "scorer" in text.columns
     assert len(text) == 6  # the four methods without a scorer, better selected by entropy, better by the oracle
     assert set(text["scorer"]) == {"", "entropy", "oracle"}
-
-
-def test_formats_render(frame):
-    text = marked_wide(full_leaderboard(frame))
-    latex = latex_table(text)
-    assert r"\begin{tabular}" in latex and r"$\pm$" in latex and "source\\_only" in latex and "±" not in latex
-
-
-def test_accuracy_against_severity_plot_averages_corruptions_and_seeds(frame):
-    fig = plots.accuracy_vs_severity(frame)
-    ax = fig.axes[0]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"source_only", "better", "worse", "same"}
-    x, y = lines["better"].get_data()
-    assert list(x) == [1, 3, 5]
-    cells = frame[(frame["dataset"] == ax.get_title().split(" / ")[0]) & (frame["method"] == "better")
-                  & frame["scenario"].str.contains("/3:")]
-    assert y[1] == pytest.approx(cells["metric.acc_avg"].mean() * 100)
-
-
-def test_corruption_fields_parse_scenario_names():
-    names = pd.Series(["id_test-c/gaussian_noise/3:bs64", "test:bs64", "id_test-c/contrast/5:labelshift0.5:bs64"])
-    parsed = plots.corruption_fields(names)
-    assert parsed["corruption"].tolist()[0::2] == ["gaussian_noise", "contrast"]
-    assert parsed["severity"].tolist()[0] == 3 and np.isnan(parsed["severity"].tolist()[1])
-
-
-def test_rank_heatmap_and_estimated_vs_realised(frame):
-    heat = plots.rank_heatmap(full_leaderboard(frame))
-    assert heat is not None and heat.axes[0].images[0].get_array().shape == (4, 6)
-    from shiftbench.store import records_frame
-
-    fig = plots.estimated_vs_realised(records_frame(estimator_records()))
-    offsets = fig.axes[0].collections[0].get_offsets()
-    assert np.allclose(offsets, [[88, 90], [60, 70], [55, 50]])
-    assert plots.estimated_vs_realised(frame) is None  # no estimator records: no figure
 
 
 @pytest.mark.parametrize("fmt,needle", [("md", "▲"), ("csv", "p_value"), ("latex", r"\toprule"), ("html", "<table")])

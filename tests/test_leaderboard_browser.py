@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from leaderboard_fixtures import estimator_records, synthetic_frame, synthetic_records
-from shiftbench.leaderboard_html import leaderboard_page
+from shiftbench.leaderboard_html import render_html
+from shiftbench.report import aggregate
 from shiftbench.store import records_frame
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -66,7 +67,7 @@ def dump_dom(page: Path, fragment: str, profile: Path) -> TableRows:
 def page(tmp_path_factory) -> Path:
     frame = records_frame(synthetic_records() + estimator_records())
     path = tmp_path_factory.mktemp("html") / "leaderboard.html"
-    path.write_text(leaderboard_page(frame))
+    path.write_text(render_html(aggregate(frame)))
     return path
 
 
