@@ -1,8 +1,9 @@
 """Same selection grid, same data, same inner splits: skada's GridSearchCV vs shiftbench's selection.
 
 Data: SKADA-Bench's simulated covariate shift (800 source + 800 target points). Methods: KMM
-(9 gammas) and density reweighting (7 bandwidths), each an adapter + SVC(probability=True) skada
-pipeline. Inner splits: skada's StratifiedDomainShuffleSplit(5, test_size=0.2), the very same index
+(9 gammas) and density reweighting (7 bandwidths) as the SKADA-Bench reproduction runs them: the
+method plugins with base="svc" (an adapter + SVC(probability=True) skada pipeline) over the
+Simulated.yml grids; skada's side searches over the very pipelines those plugins build. Inner splits: skada's StratifiedDomainShuffleSplit(5, test_size=0.2), the very same index
 arrays handed to both. Scorers: supervised (oracle), importance-weighted, prediction entropy, SND,
 circular validation, MixVal. (DEV is left out of the comparison: skada 0.6.0's DEV broadcasts an
 (n, 1) weight column against (n,) losses, see tests/test_selection.py.) For each scorer both sides
@@ -23,42 +24,46 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from shiftbench.reproductions.skada_bench_simulated import METHODS, SkadaPipeline, simulated, stack, svc
-from shiftbench.scorers import (CircularValidation, ImportanceWeighted, MixVal, Oracle, PredictionEntropy,
-                                SoftNeighbourhoodDensity)
+from shiftbench import scorers
+from shiftbench.reproductions.skada_bench_simulated import method_factory, method_grid, simulated
 from shiftbench.selection import DomainSplit, best_params, fit_candidate, grid_scores
 
 warnings.filterwarnings("ignore")
 N_SPLITS = 5
+SCORERS = ["oracle", "importance_weighted", "prediction_entropy", "snd", "circular", "mixval"]
 
 
-def skada_side(steps, grid, X, y_masked, domain, y_true, splits, Xt, yt):
-    """skada's own pipeline: GridSearchCV with skada.metrics scorers, then one refit per scorer."""
-    from skada import make_da_pipeline
+def stack(Xs, ys, Xt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """skada's single-array layout: source then target rows, target labels masked (-1), domains 1 / -2."""
+    return np.vstack([Xs, Xt]), np.r_[ys, -np.ones(len(Xt), dtype=ys.dtype)], np.r_[np.ones(len(Xs)), -2 * np.ones(len(Xt))]
+
+
+def skada_side(make, points, X, y_masked, domain, y_true, splits, Xt, yt):
+    """skada's own search: GridSearchCV over the adapter step of the pipelines the plugin builds for the
+    grid points, with skada.metrics scorers, then one refit per scorer."""
     from skada import metrics as skm
 
-    scorers = {"oracle": skm.SupervisedScorer(), "importance_weighted": skm.ImportanceWeightedScorer(),
-               "prediction_entropy": skm.PredictionEntropyScorer(), "snd": skm.SoftNeighborhoodDensity(),
-               "circular": skm.CircularValidation(), "mixval": skm.MixValScorer(random_state=0)}
-    pipe = make_da_pipeline(*[s() for s in steps], svc())
-    search = GridSearchCV(pipe, {k: list(v) for k, v in grid.items()} or {"svc__C": [1.0]}, refit=False,
-                          scoring=scorers, cv=splits, error_score=-np.inf)
+    skada_scorers = {"oracle": skm.SupervisedScorer(), "importance_weighted": skm.ImportanceWeightedScorer(),
+                     "prediction_entropy": skm.PredictionEntropyScorer(), "snd": skm.SoftNeighborhoodDensity(),
+                     "circular": skm.CircularValidation(), "mixval": skm.MixValScorer(random_state=0)}
+    pipes = [make(**p).skada_estimator() for p in points]
+    step = pipes[0].steps[0][0]
+    search = GridSearchCV(pipes[0], {step: [pipe.steps[0][1] for pipe in pipes]}, refit=False,
+                          scoring=skada_scorers, cv=splits, error_score=-np.inf)
     search.fit(X, y_masked, sample_domain=domain, target_labels=y_true)
     chosen, accuracy = {}, {}
-    for name in scorers:
-        params = search.cv_results_["params"][int(np.argmax(search.cv_results_[f"mean_test_{name}"]))]
-        model = clone(pipe).set_params(**params).fit(X, y_masked, sample_domain=domain)
-        chosen[name] = {k: v for k, v in params.items() if k in grid}
+    for name in skada_scorers:
+        best = int(np.argmax(search.cv_results_[f"mean_test_{name}"]))
+        model = clone(pipes[best]).fit(X, y_masked, sample_domain=domain)
+        chosen[name] = points[best]
         accuracy[name] = float((model.predict(Xt) == yt).mean())
     return chosen, accuracy
 
 
-def shiftbench_side(steps, grid, Xs, ys, Xt, yt, splits):
+def shiftbench_side(make, points, Xs, ys, Xt, yt, splits):
     """shiftbench: grid_scores on the same splits, argmax per scorer, one refit per distinct setting."""
-    scorers = {"oracle": Oracle(), "importance_weighted": ImportanceWeighted(), "prediction_entropy": PredictionEntropy(),
-               "snd": SoftNeighbourhoodDensity(), "circular": CircularValidation(), "mixval": MixVal(seed=0)}
-    make = lambda **p: SkadaPipeline(steps, **p)  # noqa: E731
-    chosen = best_params(grid_scores(make, grid, Xs, ys, Xt, splits, scorers, yt))
+    chosen_scorers = {name: scorers.load(name) for name in SCORERS}
+    chosen = best_params(grid_scores(make, points, Xs, ys, Xt, splits, chosen_scorers, yt))
     refits: dict[str, float] = {}
     accuracy = {}
     for name, params in chosen.items():
@@ -91,16 +96,16 @@ def main() -> None:
     print(f"data: {len(Xs)} source + {len(Xt)} target points, {N_SPLITS} inner splits\n")
     print(f"{'method':<10} {'grid':>4} {'skada s':>8} {'ours s':>8} {'ratio':>6}  same selection  same accuracy")
     for method in ("KMM", "Dens. RW"):
-        steps, grid = METHODS[method]
+        make, points = method_factory(method), method_grid(method)
         t0 = time.perf_counter()
-        sk_chosen, sk_acc = skada_side(steps, grid, X, y_masked, domain, y_true, splits, Xt, yt)
+        sk_chosen, sk_acc = skada_side(make, points, X, y_masked, domain, y_true, splits, Xt, yt)
         t1 = time.perf_counter()
-        our_chosen, our_acc = shiftbench_side(steps, grid, Xs, ys, Xt, yt, ours_splits)
+        our_chosen, our_acc = shiftbench_side(make, points, Xs, ys, Xt, yt, ours_splits)
         t2 = time.perf_counter()
         same = {n: json.dumps(sk_chosen[n], sort_keys=True, default=str) == json.dumps(our_chosen[n], sort_keys=True,
                                                                                         default=str) for n in sk_chosen}
         same_acc = {n: abs(sk_acc[n] - our_acc[n]) < 1e-12 for n in sk_acc}
-        n_grid = int(np.prod([len(v) for v in grid.values()]))
+        n_grid = len(points)
         print(f"{method:<10} {n_grid:>4} {t1 - t0:8.1f} {t2 - t1:8.1f} {(t1 - t0) / (t2 - t1):6.2f}  "
               f"{sum(same.values())}/{len(same)} scorers    {sum(same_acc.values())}/{len(same_acc)} scorers")
         for name in sk_chosen:

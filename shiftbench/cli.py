@@ -79,9 +79,11 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
         show("methods", methods.registry.scan_all(),
              lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}")
     if what in (None, "scorers"):
-        from shiftbench.scorers import SCORERS
+        from shiftbench import scorers
 
-        show("scorers", SCORERS, lambda c: f"{'[oracle: uses target labels] ' if c.needs_target_labels else ''}{describe(c)}")
+        show("scorers", scorers.registry.scan_all(),
+             lambda c: f"{'[oracle: uses target labels] ' if c.needs_target_labels else ''}"
+                       f"[{', '.join(sorted(c.protocols()))}]  {describe(c)}")
     if what in (None, "experiments", "suites"):
         from importlib import resources
 

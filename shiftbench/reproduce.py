@@ -1,18 +1,32 @@
 """Paper-table reproductions: one module per table in ``shiftbench/reproductions/``, discovered by name.
 
 A reproduction subclasses :class:`Reproduction`, sets ``name``, ``citation``, ``setting`` and
-``offline``, and implements ``run(output_dir, quick)`` returning a DataFrame with key columns
-followed by ``ours``, ``paper`` and ``delta`` (ours - paper).
+``offline``, and implements ``run(quick)`` returning a :class:`Reproduced`: the table (key columns
+followed by ``ours``, ``paper`` and ``delta`` = ours - paper), the records it was computed from and
+markdown notes. ``shiftbench reproduce NAME`` writes them to ``<output>/<name>/`` (see
+:mod:`shiftbench.reproduction_report`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
 
 from shiftbench.plugins import PluginRegistry
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    """What a reproduction computed."""
+
+    #: key columns, then ``ours``, ``paper`` and ``delta`` (ours - paper; empty where nothing is published)
+    table: pd.DataFrame
+    #: the rows the table aggregates (e.g. one per outer split and scorer); written as records.csv
+    records: pd.DataFrame
+    #: markdown shown after the table: further tables, what was left out and why
+    notes: str = ""
 
 
 class Reproduction:
@@ -26,9 +40,11 @@ class Reproduction:
     offline: ClassVar[bool] = True
     #: for one that is not offline: the command that fetches its data (``shiftbench data download ...``)
     data_command: ClassVar[str | None] = None
+    #: packages besides shiftbench's own whose versions the records carry (e.g. the reference library)
+    packages: ClassVar[tuple[str, ...]] = ()
 
-    def run(self, output_dir: Path, quick: bool = False) -> pd.DataFrame:
-        """Compute the table (``quick``: a reduced setting for tests) and return ours/paper/delta rows."""
+    def run(self, quick: bool = False) -> Reproduced:
+        """Compute the table (``quick``: a reduced setting for tests), its records and notes."""
         raise NotImplementedError
 
 

@@ -1,15 +1,20 @@
 """``shiftbench reproduce``: run a registered paper-table reproduction, print ours / paper / delta with the
-citation and the exact setting, and write ``<name>.csv`` and ``<name>.md`` under the output folder."""
+citation and the exact setting, and write its folder ``<output>/<name>/`` (``<name>-quick/`` for the
+reduced setting): ``table.md`` (citation, setting, table, notes and the command that regenerates it),
+``table.csv`` (ours / paper / delta) and ``records.csv`` (the rows behind the table, with provenance)."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError
-from shiftbench.reproduce import Reproduction, registry
+from shiftbench.provenance import provenance
+from shiftbench.reproduce import Reproduced, Reproduction, registry
 
 RESULT_COLUMNS = ["ours", "paper", "delta"]
 
@@ -35,23 +40,46 @@ def check_table(name: str, table: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, *RESULT_COLUMNS]]
 
 
-def markdown(repro: Reproduction, table: pd.DataFrame, quick: bool) -> str:
-    """The reproduced table with its citation and setting, as markdown."""
+def command(name: str, quick: bool) -> str:
+    """The command line that regenerates a reproduction's folder."""
+    return f"shiftbench reproduce {name}{' --quick' if quick else ''}"
+
+
+def with_provenance(repro: Reproduction, records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with the provenance columns: git commit, package versions (shiftbench's and the
+    reproduction's own ``packages``), Python and platform."""
+    prov = provenance()
+    versions = dict(prov["packages"])
+    for package in repro.packages:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return records.assign(git_commit=prov["git_commit"], packages=json.dumps(versions, sort_keys=True),
+                          python=prov["python"], platform=prov["platform"])
+
+
+def markdown(repro: Reproduction, result: Reproduced, quick: bool) -> str:
+    """The reproduced table with its citation, setting, notes and regenerating command, as markdown."""
     mode = " (quick setting: reduced sizes, not the paper's)" if quick else ""
+    notes = f"{result.notes.strip()}\n\n" if result.notes.strip() else ""
     return (f"# Reproduction: {repro.name}{mode}\n\n**Paper**: {repro.citation}\n\n**Setting**: {repro.setting}\n\n"
-            f"{table.to_markdown(index=False, floatfmt='.2f')}\n\ndelta = ours - paper.\n")
+            f"{result.table.to_markdown(index=False, floatfmt='.2f')}\n\ndelta = ours - paper.\n\n{notes}"
+            f"Regenerate with `{command(repro.name, quick)}` (records.csv holds the rows behind the table, with "
+            "the git commit and package versions).\n")
 
 
 def reproduce(name: str, output_dir: Path | str, quick: bool = False) -> pd.DataFrame:
-    """Run reproduction ``name``, print it and write ``<output_dir>/<name>.csv`` and ``.md``."""
-    cls = registry.get(name)
-    repro = cls()
-    out = Path(output_dir)
-    table = check_table(name, repro.run(out, quick=quick))
-    text = markdown(repro, table, quick)
-    suffix = "-quick" if quick else ""
-    atomic_write_text(out / f"{name}{suffix}.csv", table.to_csv(index=False))
-    atomic_write_text(out / f"{name}{suffix}.md", text)
+    """Run reproduction ``name``, print it and write ``table.md``, ``table.csv`` and ``records.csv`` to
+    ``<output_dir>/<name>/`` (``<name>-quick/`` when ``quick``); returns the table."""
+    repro = registry.get(name)()
+    result = repro.run(quick=quick)
+    result = Reproduced(check_table(name, result.table), with_provenance(repro, result.records), result.notes)
+    folder = Path(output_dir) / f"{name}{'-quick' if quick else ''}"
+    text = markdown(repro, result, quick)
+    atomic_write_text(folder / "table.csv", result.table.to_csv(index=False))
+    atomic_write_text(folder / "records.csv", result.records.to_csv(index=False))
+    atomic_write_text(folder / "table.md", text)
     print(text)
-    print(f"wrote {out / f'{name}{suffix}.csv'} and {out / f'{name}{suffix}.md'}")
-    return table
+    print(f"wrote {folder}/table.md, table.csv and records.csv")
+    return result.table

@@ -5,8 +5,8 @@ Nested CV: *outer* splits cut source and target into train/test parts; the repor
 target-test accuracy of the setting each scorer selects. *Inner* splits of the outer train part
 score every grid point: each (grid point, inner split) is fitted once and scored by every scorer
 (scorers share fits). Target labels of the inner validation part are built into a
-:class:`~shiftbench.scorers.LabelledTarget` only when an oracle scorer is asked for, and handed to
-it alone; every other scorer gets a :class:`~shiftbench.scorers.ValidationView` whose target has no
+:class:`~shiftbench.scoring.LabelledTarget` only when an oracle scorer is asked for, and handed to
+it alone; every other scorer gets a :class:`~shiftbench.scoring.ValidationView` whose target has no
 labels. Results are long rows (outer split, scorer, oracle flag, selected params, accuracies);
 :func:`selection_table` shows per method the mean under each scorer next to the oracle.
 
@@ -26,7 +26,7 @@ from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 from shiftbench.errors import ShiftbenchError
 from shiftbench.grids import Grid, expand
-from shiftbench.scorers import (Candidate, Estimator, LabelledTarget, Scorer, UnlabelledTarget, ValidationView,
+from shiftbench.scoring import (Candidate, Estimator, LabelledTarget, Scorer, UnlabelledTarget, ValidationView,
                                 check_features)
 
 #: builds an unfitted estimator (``fit(Xs, ys, Xt)``, ``predict_proba(X)``) from hyperparameters

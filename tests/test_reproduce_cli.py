@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from shiftbench.cli import main
 from shiftbench.errors import ShiftbenchError
-from shiftbench.reproduce import Reproduction, registry
+from shiftbench.reproduce import Reproduced, Reproduction, registry
 from shiftbench.reproduction_report import check_table, reproduce
 
 
@@ -23,12 +21,13 @@ class TinyTable(Reproduction):
     labels = {"five": [0, 0, 0, 1, 1], "eight": [1, 1, 1, 1, 1, 1, 0, 0]}
     paper = {"five": 60.0, "eight": 75.0}
 
-    def run(self, output_dir: Path, quick: bool = False) -> pd.DataFrame:
-        rows = []
+    def run(self, quick: bool = False) -> Reproduced:
+        rows, records = [], []
         for key, y in self.labels.items():
             ours = 100.0 * pd.Series(y).value_counts().max() / len(y)
             rows.append({"table": key, "ours": ours, "paper": self.paper[key], "delta": ours - self.paper[key]})
-        return pd.DataFrame(rows)
+            records += [{"table": key, "example": i, "label": label} for i, label in enumerate(y)]
+        return Reproduced(pd.DataFrame(rows), pd.DataFrame(records), "Majority class of each vector.")
 
 
 class NeedsDownload(TinyTable):
@@ -48,10 +47,19 @@ def test_reproduce_prints_and_writes_ours_paper_delta(tmp_path, capsys):
     assert main(["reproduce", "test-tiny-table", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert TinyTable.citation in out and TinyTable.setting in out
-    table = pd.read_csv(tmp_path / "test-tiny-table.csv")
+    folder = tmp_path / "test-tiny-table"
+    table = pd.read_csv(folder / "table.csv")
     assert table.columns.tolist() == ["table", "ours", "paper", "delta"]
     assert table["ours"].tolist() == [60.0, 75.0] and (table["delta"] == 0).all()
-    assert "| five" in (tmp_path / "test-tiny-table.md").read_text()
+    text = (folder / "table.md").read_text()
+    assert "| five" in text and "Majority class of each vector." in text
+    assert "Regenerate with `shiftbench reproduce test-tiny-table`" in text
+    # records: the rows behind the table, with provenance columns
+    records = pd.read_csv(folder / "records.csv")
+    assert len(records) == 5 + 8 and {"git_commit", "packages", "python", "platform"} <= set(records.columns)
+    assert records.groupby("table")["label"].agg(lambda y: 100 * y.value_counts().max() / len(y)).to_dict() == {
+        "five": 60.0, "eight": 75.0}
+    assert '"numpy"' in records["packages"].iloc[0]
 
 
 def test_list_shows_each_reproduction_with_its_data_needs(capsys):
@@ -78,6 +86,8 @@ OFFLINE = [name for name, cls in registry.scan_all().items() if cls.offline and 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_reproductions_run_quick(tmp_path, name):
     table = reproduce(name, tmp_path, quick=True)
-    assert not table.empty and table[["ours", "paper"]].notna().all().all()
+    assert not table.empty and table["ours"].notna().all() and table["paper"].notna().any()
     assert (table["delta"] - (table["ours"] - table["paper"])).abs().max() < 1e-6
-    assert (tmp_path / f"{name}-quick.csv").exists() and (tmp_path / f"{name}-quick.md").exists()
+    folder = tmp_path / f"{name}-quick"
+    assert {p.name for p in folder.iterdir()} == {"table.md", "table.csv", "records.csv"}
+    assert f"shiftbench reproduce {name} --quick" in (folder / "table.md").read_text()
