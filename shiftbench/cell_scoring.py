@@ -24,6 +24,9 @@ import numpy as np
 from shiftbench.cache import error_line
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Method, Task
+from shiftbench.scorers import load as load_scorer
+from shiftbench.scoring import Candidate, UnlabelledTarget, ValidationView
+from shiftbench.selection import domain_shuffle_splits
 
 Scores = dict[str, list[float]]
 
@@ -53,8 +56,6 @@ def _score(name: str, compute: Callable[[], float], collected: Scores, errors: d
 def output_scores(scoring: dict[str, Any], method: Method, task: Task, output: Any, collected: Scores,
                   errors: dict[str, str]) -> None:
     """Each scorer's ``score_output`` of the cell's target probabilities."""
-    from shiftbench.scorers import load as load_scorer  # TODO(lead): top-level once the scorer package lands
-
     probs = np.asarray(output, dtype=np.float64)
     for name in scoring["scorers"]:
         scorer = load_scorer(name)
@@ -64,10 +65,6 @@ def output_scores(scoring: dict[str, Any], method: Method, task: Task, output: A
 def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, output: Any, collected: Scores,
                        errors: dict[str, str]) -> None:
     """Every scorer on every inner split of the labelled source and the unlabelled target (one fit per split)."""
-    from shiftbench.scorers import load as load_scorer  # TODO(lead): top-level once the scorer package lands
-    from shiftbench.scoring import Candidate, UnlabelledTarget, ValidationView
-    from shiftbench.selection import domain_shuffle_splits
-
     source, target = task.source_outputs("train"), task.target_outputs()
     Xs, ys, Xt = source.feats.astype(np.float64), source.y, target.feats.astype(np.float64)
     scorers = {name: load_scorer(name) for name in scoring["scorers"]}

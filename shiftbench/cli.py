@@ -44,6 +44,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     check_override_keys(overrides)
     if args.dry_run:
         overrides.append("dry_run=true")
+    if args.publish:
+        overrides.append("publish=true")
     if not args.multirun:
         from shiftbench.hydra_app import compose, run_experiment
 
@@ -132,23 +134,29 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench.cache import default_cache_dir
     from shiftbench.collect import collect
-    from shiftbench.report import aggregate, check_metric, failure_notes
+    from shiftbench.experiment_view import ExperimentView
+    from shiftbench.protocols import NoSelection
+    from shiftbench.report import check_metric, failure_notes
     from shiftbench.results_folder import RENDERERS
+    from shiftbench.selection_report import selection_board
 
     stores = args.store or [default_cache_dir() / "runs" / "default"]
     found = collect(stores)
-    frame = found.frame
+    view = ExperimentView.load(stores[0]) or ExperimentView({})  # the selection and columns the run used
+    metric = args.metric or view.metric
+    frame = view.frame(found.frame)
     notes = [*failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes for the same records
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if frame.empty:
         raise ShiftbenchError(f"no current result records under {', '.join(map(str, stores))}; run `shiftbench run` "
                               "first or pass --store DIR")
-    check_metric(frame, args.metric)
+    check_metric(frame, metric)
     if args.reference not in set(frame["method"]):
         raise ShiftbenchError(f"reference method {args.reference!r} has no records here; methods: "
                               f"{', '.join(sorted(set(frame['method'])))}")
-    text = RENDERERS[args.format](aggregate(frame, args.metric, args.reference, args.test, notes))
+    protocol = NoSelection([]) if args.per_setting else view.protocol()
+    text = RENDERERS[args.format](selection_board(frame, protocol, metric, args.reference, args.test, notes))
     if args.output is None:
         print(text)
     else:
@@ -233,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment (Hydra overrides; default: the offline digits benchmark)")
     run.add_argument("-m", "--multirun", action="store_true", help="sweep comma-separated overrides as separate jobs")
     run.add_argument("--dry-run", action="store_true", help="print the cells and how many are cached, compute nothing")
+    run.add_argument("--publish", action="store_true",
+                     help="write the tables into the checkout's results/<experiment>/ (the committed ones) instead of "
+                          "the run's own folder under the cache")
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=[source_only,bn_adapt] seed=0,1,2")
     run.set_defaults(func=cmd_run)
 
@@ -250,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="print (or write) the leaderboard of stored records")
     table.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md",
                        help="md/latex: marked text table; csv: long table with CI, p-values, ranks; html: a page with plots")
-    table.add_argument("--metric", default="acc_avg")
+    table.add_argument("--metric", help="metric of the table (default: the one the run used, else acc_avg)")
+    table.add_argument("--per-setting", action="store_true",
+                       help="one row per hyperparameter setting, also for an experiment that selects settings")
     table.add_argument("--store", type=Path, action="append",
                        help="record store of an experiment, repeatable (default: the default experiment's)")
     table.add_argument("--reference", default="source_only", help="method every row is tested against")

@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from shiftbench.collect import Collection, collect
 from shiftbench.errors import ShiftbenchError
-from shiftbench.report import check_metric
-from shiftbench.results_folder import write_tables
-from shiftbench.runner import Runner, RunSettings, expand_cells
+from shiftbench.report import check_metric, failure_notes
+from shiftbench.experiment_view import ExperimentView
+from shiftbench.runner import Cell, Runner, RunSettings, expand_cells
+from shiftbench.selection_report import write_results
 from shiftbench.sweep_estimate import describe_estimate
 
 CONFIG_PACKAGE = "pkg://shiftbench.configs"
@@ -76,9 +77,28 @@ def check_sweep(overrides: list[str]) -> None:
         try:
             cfg = compose(plain)
             settings_from(cfg)
-            expand_cells(cfg)
+            experiment_cells(cfg)
         except ShiftbenchError as exc:
             raise ShiftbenchError(f"sweep job {' '.join(job)}: {exc}") from exc
+
+
+def experiment_cells(cfg: dict[str, Any]) -> tuple[list[Cell], ExperimentView]:
+    """The cells of a resolved config, with the scoring its selection protocol needs, and how its tables
+    present them."""
+    view = ExperimentView.from_config(cfg)
+    return view.protocol().attach(expand_cells(cfg)), view
+
+
+def results_folder(cfg: dict[str, Any]) -> Path:
+    """Where a run writes its tables: ``results_dir`` (the run's own folder), or with ``publish`` the source
+    checkout's ``results/<experiment_name>/``, the committed tables."""
+    if not cfg.get("publish"):
+        return Path(cfg["results_dir"])
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file() or not (root / "results").is_dir():
+        raise ShiftbenchError(f"publish=true writes into a source checkout's results/ folder, but shiftbench runs from "
+                              f"{root}, which is not one; publish from a clone (pip install -e .) or set results_dir=DIR")
+    return root / "results" / str(cfg["experiment_name"])
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
@@ -88,15 +108,16 @@ def settings_from(cfg: dict[str, Any]) -> RunSettings:
 
 def rerun_command(cfg: dict[str, Any]) -> str:
     """The command that regenerates this run's tables (named in the markdown leaderboard)."""
-    overrides = cfg.get("overrides")
-    return "shiftbench run" + (" " + " ".join(shlex.quote(o) for o in overrides) if overrides else "")
+    overrides = [o for o in cfg.get("overrides") or [] if o != "publish=true"]
+    return "shiftbench run" + (" --publish" if cfg.get("publish") else "") + \
+        (" " + " ".join(shlex.quote(o) for o in overrides) if overrides else "")
 
 
 def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     """Run (or, with ``dry_run``, describe) the cells of a resolved config; print and write tables.
 
     Raises :class:`CellsFailed` after writing the tables when any cell failed."""
-    cells = expand_cells(cfg)
+    cells, view = experiment_cells(cfg)
     runner = Runner(settings_from(cfg))
     pending = runner.pending(cells)
     if cfg.get("dry_run"):
@@ -105,33 +126,31 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
         for cell in pending:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None
-    check_writable(cfg["results_dir"], "results dir")
+    check_writable(results_folder(cfg), "results dir")
     if pending:  # a fully cached re-run reads the store and the cache only
         check_prediction_metric(pending, cfg["metric"])
         check_writable(Path(cfg["store_dir"]) / "records", "store dir")
+    view.save(cfg["store_dir"])  # `shiftbench table` over this store then shows the table this run shows
     counts = runner.run(cells)
     elsewhere = f", {counts['elsewhere']} computed by another worker" if counts["elsewhere"] else ""
     print(f"cells: {counts['cached']} cached, {counts['ok']} computed, {counts['not_applicable']} not applicable, "
           f"{counts['failed']} failed{elsewhere}; forward-pass cache: {runner.cache.hits} hits, {runner.cache.misses} misses "
           f"({counts['forward_seconds']:.1f} s in forward passes, {counts['model_seconds']:.1f} s building models)")
-    n_failed = publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg)
+    n_failed = publish(collect([cfg["store_dir"]], keys=[c.key for c in cells]), cfg, view)
     if n_failed:
         raise CellsFailed(n_failed, len(cells), counts)
     return counts
 
 
-def publish(found: Collection, cfg: dict[str, Any]) -> int:
-    """Print the leaderboard of ``found`` and write it with the records under ``results_dir``; report what was
-    left out and every failed cell; return how many cells failed."""
-    frame = found.frame
+def publish(found: Collection, cfg: dict[str, Any], view: ExperimentView) -> int:
+    """Print the leaderboard of ``found`` (selection-aware when the experiment selects) and write it with the
+    records under ``results_dir``; report what was left out and every failed cell; return how many failed."""
+    frame = view.frame(found.frame)
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
     report_failures(failed, Path(cfg["store_dir"]))
     check_metric(frame, cfg["metric"])
-    notes = found.notes()
-    if len(failed):
-        notes = [f"{len(failed)} of {len(frame)} cells failed (their tracebacks are in the records); rows with a "
-                 "failed cell show their coverage instead of a value", *notes]
-    paths = write_tables(frame, cfg["results_dir"], cfg["metric"], notes, rerun_command(cfg))
+    notes = [*failure_notes(frame), *found.notes()]
+    paths = write_results(frame, view.protocol(), results_folder(cfg), cfg["metric"], notes, rerun_command(cfg))
     print("\n" + paths["markdown"].read_text())
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -202,7 +221,7 @@ class CollectTables(Callback):
         cfg = {**OmegaConf.to_container(OmegaConf.create(cfg), resolve=True), "overrides": ["-m", *overrides]}
         found = collect([cfg["store_dir"]])
         try:
-            n_failed = publish(found, cfg)
+            n_failed = publish(found, cfg, ExperimentView.from_config(cfg))
             if n_failed:
                 raise CellsFailed(n_failed, len(found.frame))
         except ShiftbenchError as exc:

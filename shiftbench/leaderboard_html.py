@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from shiftbench.plots import FigureSpec, build_figures, default_figures, png_bytes
-from shiftbench.report import Leaderboard, legend, marked_wide
+from shiftbench.report import Leaderboard, legend
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -109,5 +109,6 @@ def render_html(board: Leaderboard, figures: Sequence[FigureSpec] | None = None,
     """The HTML page of ``board``: its marked table compared with its reference, its notes and ``figures``
     (default: :func:`~shiftbench.plots.default_figures` of its metric)."""
     specs = default_figures(board.metric) if figures is None else figures
-    return html_page(marked_wide(board.long), legend(board.metric, board.reference, board.test), title, board.notes,
+    legend_text = " ".join([*board.preface, legend(board.metric, board.reference, board.test)])
+    return html_page(board.wide(board.long), legend_text, board.title or title, board.notes,
                      [(fig, spec.caption) for spec, fig in build_figures(specs, board.frame)])

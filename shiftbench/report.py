@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -364,13 +365,21 @@ class Leaderboard:
 
     #: the records, one row per cell (:func:`shiftbench.store.records_frame`)
     frame: pd.DataFrame
-    #: :func:`full_leaderboard` of ``frame``
+    #: :func:`full_leaderboard` of ``frame`` (or of the rows a selection protocol chose)
     long: pd.DataFrame
     metric: str
     reference: str
     test: str
     #: records left out and failed cells, listed under the table
     notes: tuple[str, ...] = ()
+    #: the text table of ``long`` (:func:`marked_wide`; a selection leaderboard adds its columns)
+    wide: Callable[[pd.DataFrame], pd.DataFrame] = marked_wide
+    #: paragraphs shown before the legend (e.g. how settings were selected)
+    preface: tuple[str, ...] = ()
+    title: str = ""
+
+    def heading(self) -> str:
+        return self.title or f"Leaderboard ({self.metric})"
 
 
 def aggregate(frame: pd.DataFrame, metric: str = "acc_avg", reference: str = REFERENCE_METHOD, test: str = "ttest",
@@ -390,10 +399,12 @@ def failure_notes(frame: pd.DataFrame) -> list[str]:
 
 def render_markdown(board: Leaderboard, command: str | None = None) -> str:
     """The leaderboard as a markdown page: title, the command that regenerates it, legend, table, notes."""
-    lines = [f"# Leaderboard ({board.metric})", ""]
+    lines = [f"# {board.heading()}", ""]
     if command:
         lines += [f"Regenerate: `{command}`", ""]
-    lines += [legend(board.metric, board.reference, board.test), "", to_markdown(marked_wide(board.long)), ""]
+    for paragraph in board.preface:
+        lines += [paragraph, ""]
+    lines += [legend(board.metric, board.reference, board.test), "", to_markdown(board.wide(board.long)), ""]
     if board.notes:
         lines += ["Notes:", "", *[f"- {n}" for n in board.notes], ""]
     return "\n".join(lines)
@@ -406,4 +417,4 @@ def render_csv(board: Leaderboard) -> str:
 
 def render_latex(board: Leaderboard) -> str:
     """The text leaderboard as a LaTeX tabular (:func:`latex_table`)."""
-    return latex_table(marked_wide(board.long))
+    return latex_table(board.wide(board.long))

@@ -24,13 +24,16 @@ RENDERERS: dict[str, Callable[[Leaderboard], str]] = {"md": render_markdown, "cs
 
 
 def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_avg", notes: Sequence[str] = (),
-                 command: str | None = None, figures: Sequence[FigureSpec] | None = None) -> dict[str, Path]:
+                 command: str | None = None, figures: Sequence[FigureSpec] | None = None,
+                 board: Leaderboard | None = None) -> dict[str, Path]:
     """Write the results folder of the records in ``frame`` atomically: records.csv, leaderboard.csv,
     leaderboard.md (with ``notes`` and the ``command`` that regenerates it) and ``figures`` (default:
     :func:`~shiftbench.plots.default_figures` of ``metric``). Returns the written paths by name:
-    ``records``, ``leaderboard``, ``markdown`` and each figure's file stem."""
+    ``records``, ``leaderboard``, ``markdown`` and each figure's file stem. ``board`` is the leaderboard to
+    write when the caller has built another one than :func:`~shiftbench.report.aggregate` of ``frame``
+    (a selection leaderboard)."""
     out = Path(out_dir)
-    board = aggregate(frame, metric, notes=notes)
+    board = aggregate(frame, metric, notes=notes) if board is None else board
     paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}
     atomic_write_text(paths["records"], frame.sort_values("key").to_csv(index=False) if not frame.empty else "")
     atomic_write_text(paths["leaderboard"], render_csv(board))

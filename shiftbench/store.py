@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from shiftbench.cache import atomic_write_text
+from shiftbench.errors import ShiftbenchError
 from shiftbench.scenarios import Scenario
 
 FINAL_STATUSES = ("ok", "not_applicable")
@@ -151,3 +153,19 @@ def dataset_labels(names: pd.Series, options: pd.Series) -> pd.Series:
         return f"{name}[{','.join(f'{k}={v}' for k, v in sorted(values.items()))}]" if values else name
 
     return pd.Series([label(n, o) if a else n for n, o, a in zip(names, options, ambiguous)], index=names.index)
+
+
+def group_labels(frame: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """Table columns made of scenario fields (an experiment's ``report.group_by``): each record's values of
+    ``fields`` joined by ``/`` (``gaussian_noise/iid``), ``-`` for an unset field."""
+    missing = [f for f in fields if f"scenario.{f}" not in frame.columns]
+    if missing:
+        raise ShiftbenchError(f"report.group_by names {missing}, which are not scenario fields; scenario fields: "
+                              f"{', '.join(sorted(c[len('scenario.'):] for c in frame.columns if c.startswith('scenario.')))}")
+
+    def text(value: Any) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "-"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return frame[[f"scenario.{f}" for f in fields]].apply(lambda row: "/".join(map(text, row)), axis=1)

@@ -1,0 +1,67 @@
+"""How an experiment presents its records: its selection protocol, the table's columns and its metric.
+
+``shiftbench run`` saves the view beside the record store (``experiment.json``), so that
+``shiftbench table`` over that store shows the same table the run showed: the same selection, the same
+columns, the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shiftbench.cache import atomic_write_text
+from shiftbench.errors import ShiftbenchError
+from shiftbench.protocols import Protocol
+from shiftbench.store import group_labels
+
+FILE_NAME = "experiment.json"
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    """An experiment's ``selection`` block, ``report.group_by`` (scenario fields that make the table's
+    columns; empty: the scenario groups the runner records) and ``metric``."""
+
+    selection: dict[str, Any]
+    group_by: tuple[str, ...] = ()
+    metric: str = "acc_avg"
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ExperimentView:
+        group_by = (cfg.get("report") or {}).get("group_by") or []
+        if isinstance(group_by, str) or not all(isinstance(f, str) for f in group_by):
+            raise ShiftbenchError(f"report.group_by must be a list of scenario fields (e.g. [corruption, order]); "
+                                  f"got {group_by!r}")
+        view = cls(dict(cfg.get("selection") or {}), tuple(group_by), str(cfg["metric"]))
+        view.protocol()  # a bad selection block fails here, before anything is computed
+        return view
+
+    def protocol(self) -> Protocol:
+        return Protocol.from_config(self.selection)
+
+    def frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its ``group`` column made of the ``group_by`` fields (unchanged without them)."""
+        if not self.group_by or frame.empty:
+            return frame
+        return frame.assign(group=group_labels(frame, list(self.group_by)))
+
+    def save(self, store_dir: Path | str) -> None:
+        atomic_write_text(Path(store_dir) / FILE_NAME, json.dumps(
+            {"selection": self.selection, "group_by": list(self.group_by), "metric": self.metric}, indent=1))
+
+    @classmethod
+    def load(cls, store_dir: Path | str) -> ExperimentView | None:
+        """The view a run saved beside ``store_dir`` (None when no run saved one there)."""
+        path = Path(store_dir) / FILE_NAME
+        if not path.is_file():
+            return None
+        try:
+            saved = json.loads(path.read_text())
+            return cls(saved["selection"], tuple(saved["group_by"]), saved["metric"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ShiftbenchError(f"unreadable {path} ({exc}); re-run the experiment to rewrite it") from exc
