@@ -43,8 +43,8 @@ LONG_TAILS = ("forward", "uniform", "backward")
 #: fields added after the first release: left out of ``as_dict`` at their defaults, so that
 #: existing scenarios (and the cell keys hashed from them) are unchanged
 _LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0, "chunk_by": None}
-#: the batch size of a scenario streamed in ``chunk_by`` chunks (the field's default; any other is rejected)
-_CHUNKED_BATCH_SIZE = 64
+#: a stream's batch size unless a scenario sets one; a ``chunk_by`` scenario keeps it (any other is rejected)
+DEFAULT_BATCH_SIZE = 64
 
 
 class Batches(list):
@@ -76,7 +76,7 @@ class Scenario:
     label_shift: float | None = None
     order: str = "iid"
     order_alpha: float = 0.1
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     long_tail: str | None = None
     imbalance_ratio: float = 100.0
     chunk_by: str | None = None
@@ -101,7 +101,7 @@ class Scenario:
         if self.chunk_by in LABEL_COLUMNS:
             raise ShiftbenchError(f"chunk_by={self.chunk_by!r} is a label column; chunks must follow a label-free "
                                   "metadata column (e.g. chunk_by=month)")
-        if self.batch_size != _CHUNKED_BATCH_SIZE:
+        if self.batch_size != DEFAULT_BATCH_SIZE:
             raise ShiftbenchError(f"batch_size={self.batch_size} does not apply with chunk_by={self.chunk_by!r} "
                                   "(one chunk per value of the column); remove one of them")
         if self.order == "dirichlet":
