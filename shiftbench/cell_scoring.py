@@ -12,7 +12,11 @@ Two kinds of scoring, named by ``scoring["kind"]``:
 - ``inner_splits``: nested cross-validation inside the cell (SKADA-Bench's protocol): ``n_splits`` random
   splits of the labelled source ``train`` features (stratified) and of the unlabelled target features; a
   fresh copy of the method with the cell's hyperparameters is fitted on each split's train parts and every
-  scorer scores it on the validation parts (``score(candidate, view)``); the score is the mean over splits.
+  scorer scores it on the validation parts (``score(candidate, view)``); the score is the mean over splits;
+- ``reference_splits``: nested cross-validation of a performance estimator: ``n_splits`` stratified splits of
+  the labelled reference (``id_val``); a fresh copy of the estimator is fitted on each split's train part and
+  estimates the accuracy of the held-out part, and every scorer judges the estimates against the held-out
+  part's realised accuracies (``score_estimate``). No target data is involved at all.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+from sklearn.model_selection import StratifiedShuffleSplit
 
 from shiftbench.cache import error_line
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import Method, Task
+from shiftbench.families import Method, PerformanceEstimator, Task
 from shiftbench.scorers import load as load_scorer
 from shiftbench.scoring import Candidate, UnlabelledTarget, ValidationView
 from shiftbench.selection import domain_shuffle_splits
@@ -68,12 +73,7 @@ def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, outp
     source, target = task.source_outputs("train"), task.target_outputs()
     Xs, ys, Xt = source.feats.astype(np.float64), source.y, target.feats.astype(np.float64)
     scorers = {name: load_scorer(name) for name in scoring["scorers"]}
-
-    def fresh() -> Method:
-        copy = type(method)(**method.get_params())
-        copy.random_state = method.random_state
-        return copy
-
+    fresh = lambda: _fresh(method)  # noqa: E731  (a candidate refits itself with it)
     for split in domain_shuffle_splits(ys, len(Xt), scoring["n_splits"], scoring["test_size"], task.random_state):
         view = ValidationView(Xs[split.source_train], ys[split.source_train], Xs[split.source_test],
                               ys[split.source_test], UnlabelledTarget(Xt[split.target_test]))
@@ -89,4 +89,38 @@ def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, outp
             _score(name, lambda: scorer.score(candidate, view), collected, errors)
 
 
-SCORINGS: dict[str, Callable[..., None]] = {"outputs": output_scores, "inner_splits": inner_split_scores}
+def reference_split_scores(scoring: dict[str, Any], method: PerformanceEstimator, task: Task, output: Any,
+                           collected: Scores, errors: dict[str, str]) -> None:
+    """Every scorer's judgement of the estimator's accuracy estimates on held-out parts of the reference."""
+    reference = task.source_outputs("id_val")
+    probs, y, feats = reference.probs, reference.y, reference.feats.astype(np.float64)
+    splits = StratifiedShuffleSplit(scoring["n_splits"], test_size=scoring["test_size"], random_state=task.random_state)
+    estimates, realised = [], []
+    try:
+        for train, held in splits.split(np.zeros(len(y)), y):
+            estimator = _fresh(method)
+            if estimator.uses_features:
+                estimator.fit(probs[train], y[train], reference_feats=feats[train])
+                estimates.append(estimator.estimate_accuracy(probs[held], feats=feats[held]))
+            else:
+                estimator.fit(probs[train], y[train])
+                estimates.append(estimator.estimate_accuracy(probs[held]))
+            realised.append(float((probs[held].argmax(1) == y[held]).mean()))
+    except Exception as exc:
+        for name in scoring["scorers"]:
+            errors.setdefault(name, f"fit on a reference split failed: {error_line(exc)}")
+        return
+    for name in scoring["scorers"]:
+        scorer = load_scorer(name)
+        _score(name, lambda: scorer.score_estimate(np.asarray(estimates), np.asarray(realised)), collected, errors)
+
+
+def _fresh(method: Method) -> Method:
+    """A new instance of ``method`` with its hyperparameters and random state."""
+    copy = type(method)(**method.get_params())
+    copy.random_state = method.random_state
+    return copy
+
+
+SCORINGS: dict[str, Callable[..., None]] = {"outputs": output_scores, "inner_splits": inner_split_scores,
+                                            "reference_splits": reference_split_scores}

@@ -109,3 +109,10 @@ def cell_identity(method: type, model: type, dataset: type) -> dict[str, Any]:
     """The code identity of a cell: one hash per piece of code its result depends on."""
     return {"method_code": plugin_code(method), "model_code": plugin_code(model),
             "dataset_code": plugin_code(dataset), "harness_code": harness_code()}
+
+
+def scoring_identity(scorers: tuple[type, ...]) -> str:
+    """Code hash of what computes a cell's selection scores: :mod:`shiftbench.cell_scoring` (and what it
+    imports) and the scorer plugins ``scorers``."""
+    parts = [code_hash(("shiftbench.cell_scoring",)), *(plugin_code(cls) for cls in scorers)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]

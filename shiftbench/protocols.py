@@ -121,17 +121,19 @@ class Protocol(ABC):
                                       f"selection.protocol={self.name} selects {' and '.join(self.families)} methods; "
                                       "give it one setting (grid.<method>.<name>=[value]) or use another protocol")
         self.check(cells)
-        scoring = self.scoring()
-        if not scoring:
-            return cells
-        text = json.dumps(scoring, sort_keys=True)
-        return [dataclasses.replace(c, scoring=text) if c.method in choosing else c for c in cells]
+        scoring = {m: self.scoring(method_registry.registry.get(m).family) for m in choosing}
+        text = {m: json.dumps(spec, sort_keys=True) for m, spec in scoring.items() if spec}
+        return [dataclasses.replace(c, scoring=text[c.method]) if c.method in text else c for c in cells]
+
+    def scorers_for(self, family: str) -> list[str]:
+        """The run's scorers that can judge settings of ``family``."""
+        return [n for n in self.scorers if family in scorer_registry.registry.get(n).families()]
 
     def check(self, cells: list[Cell]) -> None:
         """Protocol-specific checks of the cells, before anything is computed."""
 
-    def scoring(self) -> dict[str, Any] | None:
-        """What a cell of a method with several settings computes for this protocol (None: nothing)."""
+    def scoring(self, family: str) -> dict[str, Any] | None:
+        """What a cell of a ``family`` method with several settings computes for this protocol (None: nothing)."""
         return None
 
     @abstractmethod
@@ -201,7 +203,9 @@ class NestedCV(_Choosing):
     """Per scenario and seed, each scorer's best inner-split setting; reported on the whole target."""
 
     name = "nested_cv"
-    families = ("domain",)
+    families = ("domain", "estimator")
+    #: the cell scoring of each family's inner splits (:mod:`shiftbench.cell_scoring`)
+    kinds = {"domain": "inner_splits", "estimator": "reference_splits"}
     options = {"n_splits": 5, "test_size": 0.2}
 
     def __init__(self, scorers: list[str], **options: Any):
@@ -212,8 +216,8 @@ class NestedCV(_Choosing):
         if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < 1:
             raise ShiftbenchError(f"selection.test_size must be a fraction in (0, 1); got {size!r}")
 
-    def scoring(self) -> dict[str, Any]:
-        return {"kind": "inner_splits", "scorers": self.scorers, **self.settings}
+    def scoring(self, family: str) -> dict[str, Any]:
+        return {"kind": self.kinds[family], "scorers": self.scorers_for(family), **self.settings}
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
         sign = -1.0 if metric_facts(metric).lower_is_better else 1.0
@@ -222,8 +226,9 @@ class NestedCV(_Choosing):
             if rows["hparams"].nunique() == 1:
                 parts.append(self._single(rows))
                 continue
+            scorers = self.scorers_for(method_registry.registry.get(rows["method"].iloc[0]).family)
             for _, cell in rows.groupby(["scenario", "seed"], sort=False):
-                for scorer in self.scorers:
+                for scorer in scorers:
                     choice, reason = self._pick(cell, f"score.{scorer}", 1.0)
                     parts.append(self._rows(cell[cell["hparams"] == (choice or cell["hparams"].min())], scorer, reason))
                 parts += self._oracle(cell, f"metric.{metric}", sign)
@@ -231,9 +236,10 @@ class NestedCV(_Choosing):
 
     def describe(self) -> str:
         s = self.settings
-        return (f"Nested cross-validation: in each cell, {s['n_splits']} inner splits of the labelled source and "
-                f"the unlabelled target (validation part {s['test_size']:g}) score every setting; each scorer's "
-                "best setting is reported on the whole target. (oracle): the best setting by the target labels.")
+        return (f"Nested cross-validation: in each cell, {s['n_splits']} inner splits (validation part "
+                f"{s['test_size']:g}) score every setting: of the labelled source and the unlabelled target for a "
+                "domain adapter, of the labelled reference for a performance estimator; each scorer's best setting "
+                "is reported on the whole target. (oracle): the best setting by the target labels.")
 
 
 class CrossScenario(_Choosing):
@@ -255,8 +261,9 @@ class CrossScenario(_Choosing):
                 raise ShiftbenchError(f"selection.validation filter {f} has unknown scenario fields "
                                       f"{sorted(set(f) - fields)}; scenario fields: {', '.join(sorted(fields))}")
 
-    def scoring(self) -> dict[str, Any] | None:
-        return {"kind": "outputs", "scorers": self.scorers} if self.scorers else None
+    def scoring(self, family: str) -> dict[str, Any] | None:
+        scorers = self.scorers_for(family)
+        return {"kind": "outputs", "scorers": scorers} if scorers else None
 
     def is_validation(self, scenario: dict[str, Any]) -> bool:
         """Whether a scenario (its fields) matches one of the validation filters."""
@@ -289,7 +296,8 @@ class CrossScenario(_Choosing):
                 continue
             for seed, val in validation.groupby("seed", sort=False):
                 held_seed = held[held["seed"] == seed]
-                for scorer in [VALIDATION, *self.scorers]:
+                family = method_registry.registry.get(rows["method"].iloc[0]).family
+                for scorer in [VALIDATION, *self.scorers_for(family)]:
                     column, s = (metric_column, sign) if scorer == VALIDATION else (f"score.{scorer}", 1.0)
                     choice, reason = self._pick(val, column, s)
                     picked = held_seed[held_seed["hparams"] == (choice or held_seed["hparams"].min())]

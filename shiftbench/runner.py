@@ -26,13 +26,14 @@ from tqdm.auto import tqdm
 from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
+from shiftbench import scorers as scorer_registry
 from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
 from shiftbench.cell_scoring import cell_scores
 from shiftbench.claims import Claims
 from shiftbench.dataset import check_dataset_options, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
-from shiftbench.identity import cell_identity
+from shiftbench.identity import cell_identity, scoring_identity
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
 from shiftbench.progress import progress_bar
@@ -74,8 +75,12 @@ class Cell:
                    d["model"], d["method"], json.dumps(d["hparams"], sort_keys=True), int(d["seed"]), scoring)
 
     def identity(self) -> dict[str, str]:
-        """Hashes of the code this cell's result depends on (see :mod:`shiftbench.identity`)."""
-        return _identity(self.method, self.model, self.dataset)
+        """Hashes of the code this cell's result depends on (see :mod:`shiftbench.identity`); with ``scoring``,
+        also of the code that computes its selection scores."""
+        identity = _identity(self.method, self.model, self.dataset)
+        if not self.scoring:
+            return identity
+        return {**identity, "scoring_code": _scoring_identity(tuple(json.loads(self.scoring)["scorers"]))}
 
     @property
     def key(self) -> str:
@@ -88,6 +93,11 @@ class Cell:
 def _identity(method: str, model: str, dataset: str) -> dict[str, str]:
     return cell_identity(method_registry.registry.get(method), model_registry.get(model),
                          dataset_registry.adapter_class(dataset))
+
+
+@lru_cache(maxsize=None)
+def _scoring_identity(scorers: tuple[str, ...]) -> str:
+    return scoring_identity(tuple(scorer_registry.registry.get(name) for name in scorers))
 
 
 @dataclass

@@ -31,8 +31,13 @@ from sklearn.neighbors import KernelDensity
 from shiftbench.arrays import check_matrix, check_probs
 from shiftbench.errors import ShiftbenchError
 
-#: the selection protocols a scorer can serve, keyed by the method that serves each
-PROTOCOL_METHODS = {"nested_cv": "score", "cross_scenario": "score_output"}
+#: what a scorer can judge, keyed by the method that judges it: the selection protocol it serves and the
+#: method families whose settings it judges
+SCORING_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "score": ("nested_cv", ("domain",)),
+    "score_estimate": ("nested_cv", ("estimator",)),
+    "score_output": ("cross_scenario", ("output", "tta")),
+}
 
 
 # ---------------------------------------------------------------- data views
@@ -173,7 +178,8 @@ def check_features(X: Any, name: str) -> np.ndarray:
 # ---------------------------------------------------------------- the plugin base class
 class Scorer:
     """Base class of the scorer plugins: higher is better; override ``score`` (nested CV of domain
-    adapters), ``score_output`` (one cell's target probabilities) or both.
+    adapters), ``score_estimate`` (nested CV of performance estimators), ``score_output`` (one cell's
+    target probabilities), or several.
 
     A plugin is a subclass with a ``name`` and a one-line docstring (``shiftbench list scorers``
     shows it), in a module of ``scorers/`` or behind an entry point of group ``shiftbench.scorers``.
@@ -194,11 +200,25 @@ class Scorer:
         raise NotImplementedError(f"scorer {self.name!r} does not score outputs (protocols: "
                                   f"{', '.join(sorted(self.protocols()))})")
 
+    def score_estimate(self, estimates: np.ndarray, realised: np.ndarray) -> float:
+        """How good a performance estimator's accuracy ``estimates`` are, judged on labelled reference data
+        held out from its fit, whose ``realised`` accuracies they estimate (higher is better)."""
+        raise NotImplementedError(f"scorer {self.name!r} does not score performance estimates (protocols: "
+                                  f"{', '.join(sorted(self.protocols()))})")
+
+    @classmethod
+    def _hooks(cls) -> list[str]:
+        return [hook for hook in SCORING_HOOKS if getattr(cls, hook) is not getattr(Scorer, hook)]
+
     @classmethod
     def protocols(cls) -> frozenset[str]:
         """The selection protocols this scorer serves: those whose method the class overrides."""
-        return frozenset(protocol for protocol, method in PROTOCOL_METHODS.items()
-                         if getattr(cls, method) is not getattr(Scorer, method))
+        return frozenset(SCORING_HOOKS[hook][0] for hook in cls._hooks())
+
+    @classmethod
+    def families(cls) -> frozenset[str]:
+        """The method families whose settings this scorer can judge (from the methods the class overrides)."""
+        return frozenset(family for hook in cls._hooks() for family in SCORING_HOOKS[hook][1])
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -150,3 +151,29 @@ def test_validation_filters_must_match_and_leave_scenarios_out():
         CrossScenario([], validation=[{"corruption": "fog"}]).attach(run)
     with pytest.raises(ShiftbenchError, match="every scenario of the run is a validation scenario"):
         CrossScenario([], validation=[{"corruption": "gaussian_noise"}]).attach(run)
+
+
+def test_reference_error_is_minus_the_mean_absolute_estimation_error():
+    from shiftbench.scorers import load
+
+    scorer = load("reference_error")
+    assert scorer.score_estimate(np.array([0.8, 0.9]), np.array([0.7, 0.9])) == pytest.approx(-0.05)
+    assert type(scorer).families() == {"estimator"} and type(scorer).protocols() == {"nested_cv"}
+    with pytest.raises(ShiftbenchError, match="one estimate per realised accuracy"):
+        scorer.score_estimate(np.array([0.8]), np.array([0.7, 0.9]))
+
+
+def test_nested_cv_scores_each_family_with_the_scorers_that_can_judge_it():
+    protocol = NestedCV(["source_accuracy", "reference_error"])
+    assert protocol.scoring("domain")["scorers"] == ["source_accuracy"]
+    assert protocol.scoring("estimator") == {"kind": "reference_splits", "scorers": ["reference_error"],
+                                             "n_splits": 5, "test_size": 0.2}
+
+
+def test_the_code_that_scores_a_cell_is_part_of_its_identity():
+    plain = cells("tent", [{"lr": 0.1}])[0]
+    scored = dataclasses.replace(plain, scoring=json.dumps({"kind": "outputs", "scorers": ["snd"]}))
+    assert "scoring_code" not in plain.identity() and "scoring_code" in scored.identity()
+    other = dataclasses.replace(plain, scoring=json.dumps({"kind": "outputs", "scorers": ["prediction_entropy"]}))
+    assert scored.identity()["scoring_code"] != other.identity()["scoring_code"]
+    assert len({plain.key, scored.key, other.key}) == 3
