@@ -272,7 +272,7 @@ def chunk_estimates_figure(frame: pd.DataFrame) -> Any:
     import matplotlib.pyplot as plt
 
     panels = list(details.groupby(["dataset", "model"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(9.5 * len(panels), 4.2), squeeze=False)
     for ax, ((dataset, model), part) in zip(axes[0], panels):
         order = pd.MultiIndex.from_frame(_calendar_order(part))
         realised = part.groupby(["scenario", "label", "seed"])["realised"].first().groupby(["scenario", "label"]).mean()
@@ -287,7 +287,8 @@ def chunk_estimates_figure(frame: pd.DataFrame) -> Any:
         ax.set_xticks(x, ticks, rotation=45 if len(x) > 12 else 0, ha="right" if len(x) > 12 else "center", fontsize=8)
         chunk_by = ", ".join(sorted(part["chunk_by"].astype(str).unique()))
         ax.set(xlabel=chunk_by, ylabel="accuracy (%)",
-               title=f"{dataset} / {model}: accuracy per {chunk_by} (mean of {part['seed'].nunique()} seeds)")
+               title=f"{dataset} / {model}\nestimated and realised accuracy per {chunk_by}, mean of "
+                     f"{part['seed'].nunique()} seeds")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
