@@ -85,7 +85,7 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
         show("scorers", scorers.registry.scan_all(),
              lambda c: f"{'[oracle: uses target labels] ' if c.needs_target_labels else ''}"
-                       f"[{', '.join(sorted(c.protocols()))}]  {describe(c)}")
+                       f"[{', '.join(sorted(c.protocols()))}] judges {'/'.join(sorted(c.families()))}  {describe(c)}")
     if what in (None, "experiments", "suites"):
         from importlib import resources
 

@@ -1,5 +1,5 @@
-"""Hyperparameter selection with realistic scorers: nested domain-aware cross-validation (SKADA-Bench
-style) for domain adapters, and cross-scenario selection for online TTA runs.
+"""Nested domain-aware cross-validation (SKADA-Bench style) on arrays: the library form of the runner's
+``nested_cv`` protocol, used by the SKADA-Bench reproductions.
 
 Nested CV: *outer* splits cut source and target into train/test parts; the reported number is the
 target-test accuracy of the setting each scorer selects. *Inner* splits of the outer train part
@@ -10,15 +10,15 @@ it alone; every other scorer gets a :class:`~shiftbench.scoring.ValidationView` 
 labels. Results are long rows (outer split, scorer, oracle flag, selected params, accuracies);
 :func:`selection_table` shows per method the mean under each scorer next to the oracle.
 
-Cross-scenario selection (the LAME paper's protocol): on runner records, choose each method's
-hyperparameters on validation scenarios and apply them unchanged to held-out scenarios.
+The runner's selection stage (:mod:`shiftbench.protocols`) selects on stored records instead; it shares
+:func:`domain_shuffle_splits` with this module.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -164,48 +164,3 @@ def selection_table(results: pd.DataFrame, metric: str = "target_accuracy", deci
     table = stats.pivot(index="method", columns="column", values="cell")[order]
     table.columns.name = None
     return table.loc[list(dict.fromkeys(results["method"]))].reset_index()
-
-
-# ---------------------------------------------------------------- cross-scenario selection (online TTA)
-def cross_scenario_selection(frame: pd.DataFrame, metric: str, validation: Iterable[str],
-                             column: str = "scenario", higher_is_better: bool = True) -> pd.DataFrame:
-    """Choose each method's hyperparameters on ``validation`` scenarios and apply them to the others.
-
-    ``frame`` is :func:`shiftbench.store.records_frame` output (``method``, ``hparams``, ``column``,
-    ``seed``, ``metric.<metric>``). Per method: the hparams with the best mean over validation
-    scenarios and seeds; their mean on the held-out scenarios (``heldout``); the per-held-out-scenario
-    best (``oracle``: it picks with the held-out scenarios' labels, an upper reference).
-    """
-    col = f"metric.{metric}"
-    validation = set(validation)
-    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
-    if col not in ok:
-        raise ShiftbenchError(f"no metric {metric!r} in the records; available: "
-                              f"{sorted(c[7:] for c in ok.columns if c.startswith('metric.'))}")
-    unknown = validation - set(ok[column])
-    if unknown:
-        raise ShiftbenchError(f"validation {column}s {sorted(unknown)} have no records; known: {sorted(set(ok[column]))}")
-    sign = 1.0 if higher_is_better else -1.0
-    rows = []
-    for method, df in ok.groupby("method", sort=False):
-        is_val = df[column].isin(validation)
-        held = df[~is_val]
-        if held.empty:
-            raise ShiftbenchError(f"method {method!r}: every {column} is a validation one; leave some out for testing")
-        val_mean = df[is_val].groupby("hparams")[col].mean()
-        chosen = json.dumps(best_params(validation_scores(df[is_val], col, column, sign))["validation"], sort_keys=True)
-        per_scenario = held.groupby([column, "hparams"])[col].mean()
-        oracle = (sign * per_scenario).groupby(level=0).max().mean() * sign
-        rows.append({"method": method, "selected_hparams": chosen, "validation": float(val_mean[chosen]),
-                     "heldout": float(held[held["hparams"] == chosen].groupby(column)[col].mean().mean()),
-                     "oracle": float(oracle), "n_hparams": int(df["hparams"].nunique())})
-    return pd.DataFrame(rows)
-
-
-def validation_scores(df: pd.DataFrame, col: str, column: str, sign: float) -> pd.DataFrame:
-    """Records as grid scores: a point per hyperparameter setting, a split per validation scenario
-    (mean over seeds), so that :func:`best_params` picks the setting as in nested CV."""
-    per = df.groupby(["hparams", column])[col].mean().unstack(column)
-    points = {h: i for i, h in enumerate(sorted(per.index))}
-    return pd.DataFrame([{"scorer": "validation", "point": points[h], "params": h, "split": scen,
-                          "score": sign * per.loc[h, scen]} for h in per.index for scen in per.columns])

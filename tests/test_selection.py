@@ -25,7 +25,7 @@ from shiftbench.scorers.snd import SoftNeighbourhoodDensity
 from shiftbench.scorers.source_accuracy import SourceAccuracy
 from shiftbench.scoring import (Candidate, LabelledTarget, Scorer, UnlabelledTarget, ValidationView, dev_risk,
                                 prediction_entropy, soft_neighbourhood_density)
-from shiftbench.selection import (best_params, cross_scenario_selection, domain_shuffle_splits, grid_scores, nested_cv,
+from shiftbench.selection import (best_params, domain_shuffle_splits, grid_scores, nested_cv,
                                   selection_table)
 
 skada = pytest.importorskip("skada")
@@ -190,23 +190,6 @@ def test_nested_cv_selects_the_inner_argmax_and_reports_outer_accuracy(problem):
     assert list(table.columns) == ["method", "source_accuracy", "importance_weighted", "oracle (oracle)"]
 
 
-def test_cross_scenario_selection_on_records():
-    rows = []
-    h1, h2 = json.dumps({"k": 1}), json.dumps({"k": 2})  # records_frame's canonical JSON
-    values = {(h1, "v"): 0.9, (h2, "v"): 0.5, (h1, "t1"): 0.6, (h2, "t1"): 0.8, (h1, "t2"): 0.7, (h2, "t2"): 0.4}
-    for (hp, scen), v in values.items():
-        for seed in (0, 1):
-            rows.append({"status": "ok", "method": "m", "hparams": hp, "scenario": scen, "seed": seed,
-                         "metric.acc_avg": v + (0.01 if seed else -0.01)})
-    out = cross_scenario_selection(pd.DataFrame(rows), "acc_avg", validation=["v"])
-    r = out.iloc[0]
-    assert r["selected_hparams"] == h1
-    assert r["heldout"] == pytest.approx((0.6 + 0.7) / 2)
-    assert r["oracle"] == pytest.approx((0.8 + 0.7) / 2)
-    with pytest.raises(ShiftbenchError, match="no records"):
-        cross_scenario_selection(pd.DataFrame(rows), "acc_avg", validation=["nope"])
-
-
 def test_reproduction_quick_run():
     from shiftbench.reproduce import registry
 
@@ -226,22 +209,32 @@ def test_reproduction_quick_run():
 def test_cross_scenario_selection_on_runner_records(tmp_path, cache_dir):
     """LAME's k chosen on one digits scenario and applied unchanged to the others, from real records."""
     from shiftbench.hydra_app import run_experiment
+    from shiftbench.protocols import VALIDATION, CrossScenario
     from shiftbench.store import RecordStore, records_frame
 
+    selection = {"protocol": "cross_scenario", "validation": [{"target": "test"}], "scorers": ["snd"]}
     cfg = {"dataset": {"name": "digits", "options": {"n_train": 1000, "n_val": 300, "n_test": 300},
                        "models": ["small_cnn"], "stream": {"batch_size": 50, "order": "iid"},
                        "scenarios": [{"target": "test"}, {"target": "id_test", "label_shift": [0.5, 5.0]}]},
            "method": ["lame"], "model": None, "seed": [0], "grid": {"lame": {"affinity": ["knn"], "k": [1, 7]}},
            "metric": "acc_avg", "device": "cpu", "progress": False, "dry_run": False, "cache_dir": str(cache_dir),
-           "store_dir": str(tmp_path / "store"), "results_dir": str(tmp_path / "results")}
+           "store_dir": str(tmp_path / "store"), "results_dir": str(tmp_path / "results"), "selection": selection}
     run_experiment(cfg)
     frame = records_frame(RecordStore(cfg["store_dir"]).records())
-    scenarios = sorted(frame["scenario"].unique())
-    assert len(scenarios) == 3
-    validation = scenarios[0]
-    out = cross_scenario_selection(frame, "acc_avg", validation=[validation]).iloc[0]
-    val = frame[frame["scenario"] == validation].set_index("hparams")["metric.acc_avg"]
-    assert val[out["selected_hparams"]] == val.max() and out["validation"] == pytest.approx(val.max())
-    held = frame[(frame["scenario"] != validation)]
-    assert out["heldout"] == pytest.approx(held[held["hparams"] == out["selected_hparams"]]["metric.acc_avg"].mean())
-    assert out["oracle"] >= out["heldout"] - 1e-12
+    assert frame["score.snd"].notna().all()  # each cell scored its own predictions
+    selected = CrossScenario(["snd"], validation=[{"target": "test"}]).select(frame, "acc_avg").frame
+    val = frame[frame["scenario.target"] == "test"].set_index("hparams")
+    held = frame[frame["scenario.target"] != "test"]
+    assert set(selected["scenario"]) == set(held["scenario"])
+    by_scorer = {s: part for s, part in selected.groupby("scorer")}
+    assert set(by_scorer[VALIDATION]["chosen"]) == {val["metric.acc_avg"].idxmax()}
+    assert set(by_scorer["snd"]["chosen"]) == {val["score.snd"].idxmax()}
+    for scorer in (VALIDATION, "snd"):
+        chosen = by_scorer[scorer]["chosen"].iloc[0]
+        assert by_scorer[scorer]["metric.acc_avg"].mean() == pytest.approx(
+            held[held["hparams"] == chosen]["metric.acc_avg"].mean())
+    best = held.groupby("scenario")["metric.acc_avg"].max().mean()
+    assert by_scorer["oracle"]["metric.acc_avg"].mean() == pytest.approx(best)
+    assert (tmp_path / "results" / "settings.md").is_file() and "lame (oracle)" in (
+        tmp_path / "results" / "leaderboard.md").read_text()
+
