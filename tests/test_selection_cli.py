@@ -94,3 +94,20 @@ def test_settings_of_a_selection_run_stay_available(tmp_path):
     settings = pd.read_csv(tmp_path / "results-plain" / "settings.csv", keep_default_na=False)
     per_setting = set(settings.loc[settings["method"] == "domain_classifier_iw", "hparams"])
     assert per_setting == {json.dumps({"C": c, "classifier": "logistic"}, sort_keys=True) for c in (0.1, 1.0, 10.0)}
+
+
+def test_table_over_a_selection_store_shows_what_the_run_showed(tmp_path, capsys):
+    overrides = NESTED[:2] + ["seed=[0]", *NESTED[3:]]
+    run(tmp_path, "plain", overrides)
+    capsys.readouterr()
+    assert main(["table", "--store", str(tmp_path / "plain")]) == 0
+    printed = capsys.readouterr().out
+    written = (tmp_path / "results-plain" / "leaderboard.md").read_text()
+    strip = lambda text: [line for line in text.splitlines() if line and not line.startswith("Regenerate:")]  # noqa: E731
+    assert strip(printed) == strip(written) and "gap to oracle" in printed
+    page = tmp_path / "board.html"
+    assert main(["table", "--store", str(tmp_path / "plain"), "--format", "html", "-o", str(page)]) == 0
+    html = page.read_text()
+    assert "gap to oracle" in html and 'class="oracle"' in html and "Nested cross-validation" in html
+    assert main(["table", "--store", str(tmp_path / "plain"), "--per-setting"]) == 0
+    assert '{"C": 0.1, "classifier": "logistic"}' in capsys.readouterr().out
