@@ -70,7 +70,8 @@ class SkadaAdapter(DomainAdapter):
         return {k: v for k, v in self.get_params().items() if k not in shared}
 
     def skada_estimator(self):
-        """The unfitted skada estimator this plugin fits (a pipeline ``adapter -> base estimator`` for most)."""
+        """The unfitted skada estimator this plugin fits (a pipeline ``adapter -> base estimator`` for most);
+        build it under scikit-learn's metadata routing (the base estimator requests sample weights)."""
         try:
             import skada
         except ImportError as exc:

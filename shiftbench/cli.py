@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro = sub.add_parser("reproduce", help="reproduce a paper table: ours, paper, delta per cell")
     repro.add_argument("name", nargs="?", help="reproduction name (see --list)")
     repro.add_argument("--list", action="store_true", help="list the reproductions, their citations and data needs")
-    repro.add_argument("--output", type=Path, default=Path("results") / "reproduced", help="folder for the CSV and markdown")
+    repro.add_argument("--output", type=Path, default=Path("results") / "reproduced",
+                       help="parent folder: writes <output>/<name>/table.md, table.csv and records.csv")
     repro.add_argument("--quick", action="store_true", help="a reduced setting (for tests and a first look)")
     repro.set_defaults(func=cmd_reproduce)
 

@@ -1,5 +1,5 @@
-"""Every registered selection scorer next to the oracle, in SKADA-Bench's nested CV of its simulated
-covariate and conditional shifts (Lalou et al. 2024, the setting of
+"""Every registered scorer that judges domain adapters next to the oracle, in SKADA-Bench's nested CV of its
+simulated covariate and conditional shifts (Lalou et al. 2024, the setting of
 :mod:`shiftbench.reproductions.skada_bench_simulated`: same data, splits, method plugins and grids).
 
 Per method and shift, the target-test accuracy of the setting each scorer selects (mean ± std over
@@ -33,21 +33,21 @@ def scorer_tables(long: pd.DataFrame) -> str:
 
 
 class SkadaBenchScorers(Reproduction):
-    """SKADA-Bench simulated covariate and conditional shifts: target accuracy under every registered scorer."""
+    """SKADA-Bench simulated covariate and conditional shifts: target accuracy under every domain-adapter scorer."""
 
     name = "skada-bench-scorers"
     citation = SkadaBenchSimulated.citation
     setting = ("SKADA-Bench's simulated covariate_shift and conditional_shift (skada make_shifted_datasets, binary, "
                "800 points per domain), 5 seeds x 5 stratified outer splits (test 0.2) = 25, 5 inner domain shuffle "
                "splits (test 0.2), the skada method plugins with base=svc on raw features and the Simulated.yml "
-               "grids; every registered scorer plugin with its default options (shiftbench list scorers), the "
-               "oracle apart; target-test accuracy of each scorer's selection")
+               "grids; every registered scorer plugin that judges domain adapters, with its default options "
+               "(shiftbench list scorers), the oracle apart; target-test accuracy of each scorer's selection")
     offline = True
     packages = SkadaBenchSimulated.packages
 
     def run(self, quick: bool = False) -> Reproduced:
         """Every scorer's selections (``quick``: 2 methods, 1 seed x 2 outer x 2 inner splits, 1/4 size)."""
-        chosen = scorers.default_scorers()
+        chosen = {name: s for name, s in scorers.default_scorers().items() if "domain" in s.families()}
         labels = ["source_only", "Dens. RW"] if quick else list(METHODS)
         n_seeds, n_outer, n_inner, scale = (1, 2, 2, 0.25) if quick else (5, 5, 5, 1.0)
         long = run_cells(SHIFTS, labels, chosen, n_seeds, n_outer, n_inner, scale, n_jobs=1 if quick else -1)

@@ -213,7 +213,7 @@ class SkadaBenchSimulated(Reproduction):
         """The ours/paper/delta table (``quick``: 2 methods, 1 seed x 2 outer x 2 inner splits, 1/4 size).
 
         (shift, generator seed) pairs run in parallel local processes (joblib); the full table takes
-        about half an hour of CPU time.
+        about an hour of CPU time (27 minutes on two shared cores).
         """
         chosen = {name: scorers.load(name) for name in ("oracle", "importance_weighted")}
         labels = ["source_only", "KMM"] if quick else list(METHODS)
