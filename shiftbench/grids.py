@@ -56,8 +56,10 @@ def expand(grid: Grid, owner: str = "grid") -> list[dict[str, Any]]:
     return points
 
 
-def with_overrides(grid: Grid, overrides: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The sub-grids with config overrides ``{hyperparameter: values}`` applied.
+def with_overrides(grid: Grid, overrides: Grid | None) -> list[dict[str, Any]]:
+    """The sub-grids with config overrides applied: a list of settings or sub-grids replaces the grid (the
+    run's own variants, e.g. ``[{calibration: bcts}, {calibration: none}]``); a dict ``{hyperparameter:
+    values}`` edits it as follows.
 
     A key that no sub-grid has is added to all. For a key some sub-grids sweep, each override value
     goes to the sub-grids that already list it, and a value no sub-grid lists goes to all of them
@@ -65,6 +67,11 @@ def with_overrides(grid: Grid, overrides: Mapping[str, Any] | None) -> list[dict
     override simply replaces the values, and on LAME's grid ``affinity=[knn]`` keeps only the knn
     sub-grid while ``k=[4]`` sets k wherever k is swept (not on ``linear``, which ignores it).
     """
+    if isinstance(overrides, (list, tuple)):
+        return sub_grids(overrides, "a grid override")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ShiftbenchError(f"a grid override must be a dict hyperparameter -> values or a list of settings; "
+                              f"got {overrides!r}")
     subs = sub_grids(grid)
     for key, values in (overrides or {}).items():
         values = value_list(values)

@@ -247,7 +247,9 @@ class CrossScenario(_Choosing):
 
     name = "cross_scenario"
     families = ("output", "tta")
-    options = {"validation": []}
+    #: ``by``: scenario fields whose values are separate selection problems (e.g. [order]: one choice for the
+    #: i.i.d. streams, one for the class-sorted ones), each with its own validation and held-out scenarios
+    options = {"validation": [], "by": []}
 
     def __init__(self, scorers: list[str], **options: Any):
         super().__init__(scorers, **options)
@@ -260,6 +262,10 @@ class CrossScenario(_Choosing):
             if set(f) - fields:
                 raise ShiftbenchError(f"selection.validation filter {f} has unknown scenario fields "
                                       f"{sorted(set(f) - fields)}; scenario fields: {', '.join(sorted(fields))}")
+        by = self.settings["by"]
+        if not isinstance(by, list) or set(by) - fields:
+            raise ShiftbenchError(f"selection.by must list scenario fields (e.g. [order]); got {by!r}; scenario "
+                                  f"fields: {', '.join(sorted(fields))}")
 
     def scoring(self, family: str) -> dict[str, Any] | None:
         scorers = self.scorers_for(family)
@@ -276,8 +282,15 @@ class CrossScenario(_Choosing):
             if not any(all(getattr(s, k) == v for k, v in f.items()) for s in scenarios):
                 raise ShiftbenchError(f"selection.validation filter {f} matches none of the run's scenarios: "
                                       f"{', '.join(sorted(s.name for s in scenarios))}")
-        if validation == scenarios:
-            raise ShiftbenchError("every scenario of the run is a validation scenario; leave some out to report on")
+        by = self.settings["by"]
+        for value in sorted({tuple(getattr(s, f) for f in by) for s in scenarios}, key=str):
+            part = {s for s in scenarios if tuple(getattr(s, f) for f in by) == value}
+            where = f" with {dict(zip(by, value))}" if by else ""
+            if not part & validation:
+                raise ShiftbenchError(f"no validation scenario among the scenarios{where}; add one to "
+                                      "selection.validation or drop the field from selection.by")
+            if part <= validation:
+                raise ShiftbenchError(f"every scenario{where} is a validation scenario; leave some out to report on")
 
     def _validation_mask(self, frame: pd.DataFrame) -> pd.Series:
         fields = [c for c in frame.columns if c.startswith("scenario.")]
@@ -288,14 +301,17 @@ class CrossScenario(_Choosing):
         sign = -1.0 if metric_facts(metric).lower_is_better else 1.0
         metric_column = f"metric.{metric}"
         is_validation = self._validation_mask(frame) if not frame.empty else pd.Series(dtype=bool)
+        unit = ["seed", *(f"scenario.{f}" for f in self.settings["by"])]  # one choice per value of these
         parts = []
         for _, rows in frame.groupby(["dataset", "model", "method"], sort=False):
             validation, held = rows[is_validation[rows.index]], rows[~is_validation[rows.index]]
             if rows["hparams"].nunique() == 1:
                 parts.append(self._single(held))
                 continue
-            for seed, val in validation.groupby("seed", sort=False):
-                held_seed = held[held["seed"] == seed]
+            for key, val in validation.groupby(unit, sort=False, dropna=False):
+                key = key if isinstance(key, tuple) else (key,)
+                match = np.logical_and.reduce([_same(held[c], v) for c, v in zip(unit, key)])
+                held_seed = held[match]
                 family = method_registry.registry.get(rows["method"].iloc[0]).family
                 for scorer in [VALIDATION, *self.scorers_for(family)]:
                     column, s = (metric_column, sign) if scorer == VALIDATION else (f"score.{scorer}", 1.0)
@@ -303,14 +319,22 @@ class CrossScenario(_Choosing):
                     picked = held_seed[held_seed["hparams"] == (choice or held_seed["hparams"].min())]
                     parts.append(self._rows(picked, scorer, reason))
                 parts += self._oracle(held_seed, metric_column, sign)
-        return Selected(_concat(parts, frame), self.name, ("seed",))
+        return Selected(_concat(parts, frame), self.name, tuple(unit))
 
     def describe(self) -> str:
         filters = "; ".join(", ".join(f"{k}={v}" for k, v in f.items()) for f in self.settings["validation"])
-        return (f"Cross-scenario selection: each scorer picks one setting per seed on the validation scenarios "
+        by = f" and {', '.join(self.settings['by'])}" if self.settings["by"] else ""
+        return (f"Cross-scenario selection: each scorer picks one setting per seed{by} on the validation scenarios "
                 f"({filters}); the row reports it on the held-out scenarios. validation: the metric on the "
                 "validation scenarios; label-free scorers: their mean score there. (oracle): the best setting per "
                 "held-out scenario by its labels.")
+
+
+def _same(column: pd.Series, value: Any) -> np.ndarray:
+    """Where ``column`` equals ``value`` (NaN and None equal themselves)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return column.isna().to_numpy()
+    return (column == value).to_numpy()
 
 
 def _plain(value: Any) -> Any:
@@ -333,9 +357,10 @@ def chosen_text(rows: pd.DataFrame, unit: tuple[str, ...], limit: int = 2) -> st
     ``lr=0.001 (2/3 seeds), lr=0.01 (1/3 seeds)``."""
     counts = Counter(rows.drop_duplicates(list(unit))["chosen"])
     total = sum(counts.values())
-    what = "seeds" if unit == ("seed",) else "cells"
-    shown = [f"{setting_text(h)} ({n}/{total} {what})" for h, n in counts.most_common(limit)]
-    return ", ".join(shown) + (", ..." if len(counts) > limit else "")
+    what = {("seed",): "seeds", ("scenario", "seed"): "cells"}.get(tuple(unit), "choices")
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))  # ties in a fixed order
+    shown = [f"{setting_text(h)} ({n}/{total} {what})" for h, n in ranked[:limit]]
+    return ", ".join(shown) + (", ..." if len(ranked) > limit else "")
 
 
 def setting_text(hparams: str) -> str:

@@ -149,7 +149,7 @@ def test_validation_filters_must_match_and_leave_scenarios_out():
     run = cells("tent", [{"lr": 0.1}, {"lr": 1.0}])
     with pytest.raises(ShiftbenchError, match="matches none of the run's scenarios"):
         CrossScenario([], validation=[{"corruption": "fog"}]).attach(run)
-    with pytest.raises(ShiftbenchError, match="every scenario of the run is a validation scenario"):
+    with pytest.raises(ShiftbenchError, match="every scenario is a validation scenario"):
         CrossScenario([], validation=[{"corruption": "gaussian_noise"}]).attach(run)
 
 
@@ -177,3 +177,35 @@ def test_the_code_that_scores_a_cell_is_part_of_its_identity():
     other = dataclasses.replace(plain, scoring=json.dumps({"kind": "outputs", "scorers": ["prediction_entropy"]}))
     assert scored.identity()["scoring_code"] != other.identity()["scoring_code"]
     assert len({plain.key, scored.key, other.key}) == 3
+
+
+def test_a_list_of_settings_as_grid_override_is_the_runs_own_variants():
+    from shiftbench.grids import grid_points
+    from shiftbench.methods import registry
+
+    em = registry.get("em_correction")
+    variants = [{"calibration": "bcts"}, {"calibration": "none"}, {"calibration": "bcts", "online": False}]
+    assert grid_points(em, variants) == variants
+    with pytest.raises(ShiftbenchError, match="grid override must be a dict"):
+        grid_points(em, "bcts")
+    with pytest.raises(ShiftbenchError, match="unknown hyperparameters"):
+        grid_points(em, [{"temperature": 2}])
+
+
+def test_selection_by_a_scenario_field_makes_one_choice_per_value():
+    """With by=[order], the i.i.d. and the class-sorted streams each get their own choice."""
+    iid = tta_frame()
+    ordered = tta_frame({A: 0.9, B: 0.2}).assign(**{"scenario.order": "class_sorted"})
+    on_validation = ordered["scenario.corruption"] == "gaussian_noise"
+    ordered.loc[on_validation, "metric.acc_avg"] = np.where(ordered.loc[on_validation, "hparams"] == A, 0.1, 0.8)
+    ordered["scenario"] = ordered["scenario"] + ":class_sorted"
+    frame = pd.concat([iid, ordered], ignore_index=True)
+    protocol = CrossScenario([], validation=[{"corruption": "gaussian_noise"}], by=["order"])
+    selected = protocol.select(frame, "acc_avg")
+    val = selected.frame[(selected.frame["scorer"] == VALIDATION) & (selected.frame["method"] == "tent")]
+    assert dict(val.groupby("scenario.order")["chosen"].agg(set)) == {"iid": {A}, "class_sorted": {B}}
+    assert selected.unit == ("seed", "scenario.order")
+    pooled = CrossScenario([], validation=[{"corruption": "gaussian_noise"}]).select(frame, "acc_avg").frame
+    assert pooled.loc[(pooled["scorer"] == VALIDATION) & (pooled["method"] == "tent"), "chosen"].nunique() == 1
+    with pytest.raises(ShiftbenchError, match="selection.by must list scenario fields"):
+        CrossScenario([], validation=[{"corruption": "gaussian_noise"}], by=["colour"])
