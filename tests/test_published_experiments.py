@@ -25,8 +25,9 @@ EXPERIMENTS = {
     "shift_methods_covariate": (7, {"source_only": 1, "kmm_iw": 1, "domain_classifier_iw": 1, "dwgcs": 2,
                                     "skada_kmm": 1, "skada_coral": 1, "skada_subspace_alignment": 1,
                                     "skada_jdot": 1}),
-    # 2 pretrained models x Dirichlet alphas {1, 0.3}; EM calibrated or not x online or not, BBSE hard/soft
-    "shift_methods_label": (2 * 2, {"source_only": 1, "em_correction": 2 * 2, "bbse_correction": 2}),
+    # 2 pretrained models x Dirichlet alphas {1, 0.3}; EM online calibrated or not and on the whole target,
+    # BBSE hard/soft
+    "shift_methods_label": (2 * 2, {"source_only": 1, "em_correction": 3, "bbse_correction": 2}),
     # 3 skada shifts and 2 biased-sampling sets; every adapter over 3 values of C
     "da_selection": (5, {"source_only": 1, "kmm_iw": 3, "domain_classifier_iw": 3, "skada_kmm": 3,
                          "skada_coral": 3, "skada_subspace_alignment": 3}),
