@@ -144,6 +144,7 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     found = collect(stores)
     view = ExperimentView.load(stores[0]) or ExperimentView({})  # the selection and columns the run used
     metric = args.metric or view.metric
+    reference = args.reference or view.reference
     frame = view.frame(found.frame)
     notes = [*failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes for the same records
     for note in notes:
@@ -152,11 +153,11 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
         raise ShiftbenchError(f"no current result records under {', '.join(map(str, stores))}; run `shiftbench run` "
                               "first or pass --store DIR")
     check_metric(frame, metric)
-    if args.reference not in set(frame["method"]):
-        raise ShiftbenchError(f"reference method {args.reference!r} has no records here; methods: "
+    if reference not in set(frame["method"]):
+        raise ShiftbenchError(f"reference method {reference!r} has no records here; methods: "
                               f"{', '.join(sorted(set(frame['method'])))}")
     protocol = NoSelection([]) if args.per_setting else view.protocol()
-    text = RENDERERS[args.format](selection_board(frame, protocol, metric, args.reference, args.test, notes))
+    text = RENDERERS[args.format](selection_board(frame, protocol, metric, reference, args.test, notes))
     if args.output is None:
         print(text)
     else:
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one row per hyperparameter setting, also for an experiment that selects settings")
     table.add_argument("--store", type=Path, action="append",
                        help="record store of an experiment, repeatable (default: the default experiment's)")
-    table.add_argument("--reference", default="source_only", help="method every row is tested against")
+    table.add_argument("--reference", help="method every row is tested against (default: the run's, else source_only)")
     table.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test over matched cells")
     table.add_argument("--output", "-o", type=Path, help="write to this file instead of printing")
     table.set_defaults(func=cmd_table)

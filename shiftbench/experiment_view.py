@@ -17,6 +17,8 @@ import pandas as pd
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError
 from shiftbench.protocols import Protocol
+from shiftbench.report import REFERENCE_METHOD
+from shiftbench.runner import as_list
 from shiftbench.store import group_labels
 
 FILE_NAME = "experiment.json"
@@ -25,19 +27,27 @@ FILE_NAME = "experiment.json"
 @dataclass(frozen=True)
 class ExperimentView:
     """An experiment's ``selection`` block, ``report.group_by`` (scenario fields that make the table's
-    columns; empty: the scenario groups the runner records) and ``metric``."""
+    columns; empty: the scenario groups the runner records), ``metric`` and ``report.reference`` (the method
+    every row is tested against)."""
 
     selection: dict[str, Any]
     group_by: tuple[str, ...] = ()
     metric: str = "acc_avg"
+    reference: str = REFERENCE_METHOD
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ExperimentView:
-        group_by = (cfg.get("report") or {}).get("group_by") or []
+        report = cfg.get("report") or {}
+        group_by = report.get("group_by") or []
         if isinstance(group_by, str) or not all(isinstance(f, str) for f in group_by):
             raise ShiftbenchError(f"report.group_by must be a list of scenario fields (e.g. [corruption, order]); "
                                   f"got {group_by!r}")
-        view = cls(dict(cfg.get("selection") or {}), tuple(group_by), str(cfg["metric"]))
+        reference = report.get("reference")
+        if reference is not None and reference not in as_list(cfg.get("method")):
+            raise ShiftbenchError(f"report.reference={reference} is not a method of this run ({cfg.get('method')}); "
+                                  "add it to method=[...] or set report.reference to one of them")
+        view = cls(dict(cfg.get("selection") or {}), tuple(group_by), str(cfg["metric"]),
+                   str(reference or REFERENCE_METHOD))
         view.protocol()  # a bad selection block fails here, before anything is computed
         return view
 
@@ -52,7 +62,8 @@ class ExperimentView:
 
     def save(self, store_dir: Path | str) -> None:
         atomic_write_text(Path(store_dir) / FILE_NAME, json.dumps(
-            {"selection": self.selection, "group_by": list(self.group_by), "metric": self.metric}, indent=1))
+            {"selection": self.selection, "group_by": list(self.group_by), "metric": self.metric,
+             "reference": self.reference}, indent=1))
 
     @classmethod
     def load(cls, store_dir: Path | str) -> ExperimentView | None:
@@ -62,6 +73,7 @@ class ExperimentView:
             return None
         try:
             saved = json.loads(path.read_text())
-            return cls(saved["selection"], tuple(saved["group_by"]), saved["metric"])
+            return cls(saved["selection"], tuple(saved["group_by"]), saved["metric"],
+                       saved.get("reference", REFERENCE_METHOD))
         except (ValueError, KeyError, TypeError) as exc:
             raise ShiftbenchError(f"unreadable {path} ({exc}); re-run the experiment to rewrite it") from exc

@@ -107,8 +107,9 @@ def settings_from(cfg: dict[str, Any]) -> RunSettings:
 
 
 def rerun_command(cfg: dict[str, Any]) -> str:
-    """The command that regenerates this run's tables (named in the markdown leaderboard)."""
-    overrides = [o for o in cfg.get("overrides") or [] if o != "publish=true"]
+    """The command that regenerates this run's tables (named in the markdown leaderboard; how progress is
+    shown does not change them, so it is left out)."""
+    overrides = [o for o in cfg.get("overrides") or [] if o != "publish=true" and not o.startswith("progress=")]
     return "shiftbench run" + (" --publish" if cfg.get("publish") else "") + \
         (" " + " ".join(shlex.quote(o) for o in overrides) if overrides else "")
 
@@ -150,7 +151,8 @@ def publish(found: Collection, cfg: dict[str, Any], view: ExperimentView) -> int
     report_failures(failed, Path(cfg["store_dir"]))
     check_metric(frame, cfg["metric"])
     notes = [*failure_notes(frame), *found.notes()]
-    paths = write_results(frame, view.protocol(), results_folder(cfg), cfg["metric"], notes, rerun_command(cfg))
+    paths = write_results(frame, view.protocol(), results_folder(cfg), cfg["metric"], notes, rerun_command(cfg),
+                          view.reference)
     print("\n" + paths["markdown"].read_text())
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from shiftbench.metric_facts import metric_facts  # noqa: E402
+from shiftbench.monitoring import chunk_estimates_figure  # noqa: E402
 from shiftbench.report import full_leaderboard, rank_cells, row_keys, seed_scores  # noqa: E402
 
 
@@ -158,7 +159,9 @@ def default_figures(metric: str = "acc_avg") -> list[FigureSpec]:
             FigureSpec(f"{metric}_rank_heatmap.png", f"rank per (dataset, model, scenario group) on {metric}",
                        lambda frame: rank_heatmap(full_leaderboard(frame, metric), metric)),
             FigureSpec("estimated_vs_realised.png", "estimated against realised accuracy (performance estimators)",
-                       estimated_vs_realised)]
+                       estimated_vs_realised),
+            FigureSpec("accuracy_per_chunk.png", "estimated and realised accuracy per calendar chunk",
+                       chunk_estimates_figure)]
 
 
 def build_figures(specs: Sequence[FigureSpec], frame: pd.DataFrame) -> list[tuple[FigureSpec, Figure]]:

@@ -35,7 +35,8 @@ def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_av
     out = Path(out_dir)
     board = aggregate(frame, metric, notes=notes) if board is None else board
     paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}
-    atomic_write_text(paths["records"], frame.sort_values("key").to_csv(index=False) if not frame.empty else "")
+    records = frame.drop(columns=["details"], errors="ignore")  # per-chunk rows: in the store and the figures
+    atomic_write_text(paths["records"], records.sort_values("key").to_csv(index=False) if not frame.empty else "")
     atomic_write_text(paths["leaderboard"], render_csv(board))
     atomic_write_text(paths["markdown"], render_markdown(board, command))
     specs = default_figures(metric) if figures is None else figures

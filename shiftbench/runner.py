@@ -38,7 +38,7 @@ from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
 from shiftbench.progress import progress_bar
 from shiftbench.provenance import provenance
-from shiftbench.scenarios import Scenario, expand_scenarios
+from shiftbench.scenarios import Scenario, check_chunk_columns, expand_scenarios
 from shiftbench.seeding import seed_globals
 from shiftbench.store import FINAL_STATUSES, RecordStore
 from shiftbench.sweep_estimate import record_model_cost
@@ -139,6 +139,7 @@ def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
         check_dataset_options(ds, block.get("options") or {})
         options = json.dumps(block.get("options") or {}, sort_keys=True)
         scenarios = expand_scenarios(block.get("scenarios") or [{}], defaults=block.get("stream") or {})
+        check_chunk_columns(scenarios, dataset_registry.adapter_class(ds))
         models = as_list(cfg.get("model")) or as_list(block.get("models"))
         if not models:
             raise ShiftbenchError(f"dataset {ds!r} names no models; give the block `models: [...]` or set model=NAME")

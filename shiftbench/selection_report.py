@@ -85,13 +85,14 @@ def selection_board(frame: pd.DataFrame, protocol: Protocol, metric: str, refere
 
 
 def write_results(frame: pd.DataFrame, protocol: Protocol, out_dir: Path | str, metric: str, notes: Sequence[str] = (),
-                  command: str | None = None) -> dict[str, Path]:
+                  command: str | None = None, reference: str = REFERENCE_METHOD) -> dict[str, Path]:
     """A run's results folder (:func:`~shiftbench.results_folder.write_tables`) with the protocol's leaderboard;
     a selecting protocol's per-setting tables are kept beside it as ``settings.md`` / ``settings.csv``."""
     out = Path(out_dir)
-    paths = write_tables(frame, out, metric, notes, command, board=selection_board(frame, protocol, metric, notes=notes))
+    board = selection_board(frame, protocol, metric, reference, notes=notes)
+    paths = write_tables(frame, out, metric, notes, command, board=board)
     if not isinstance(protocol, NoSelection):
-        settings = aggregate(frame, metric, notes=[NoSelection([]).describe(), *notes])
+        settings = aggregate(frame, metric, reference, notes=[NoSelection([]).describe(), *notes])
         paths["settings"], paths["settings_markdown"] = out / "settings.csv", out / "settings.md"
         atomic_write_text(paths["settings"], render_csv(settings))
         atomic_write_text(paths["settings_markdown"], render_markdown(settings, command))

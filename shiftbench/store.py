@@ -111,7 +111,7 @@ def traceback_cause(error: Any) -> str:
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record: cell fields, one ``scenario.<field>`` column per scenario field (the tidy form
     figures and grouping use), ``metric.<name>`` and ``score.<scorer>`` columns (label-free selection
-    scores), status and provenance columns.
+    scores), ``details`` (a method's per-chunk rows, or None), status and provenance columns.
 
     ``dataset`` is the dataset's name; when the records hold one dataset name with different options (two
     biased samples of one source), each gets its options in the name, so that they stay separate rows."""
@@ -122,7 +122,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                "dataset_options": json.dumps(cell["dataset_options"], sort_keys=True), "model": cell["model"],
                "method": cell["method"], "family": r.get("family", ""),
                "hparams": json.dumps(cell["hparams"], sort_keys=True), "scenario": r.get("scenario_name", ""),
-               "group": r.get("scenario_group", ""), "seed": cell["seed"]}
+               "group": r.get("scenario_group", ""), "seed": cell["seed"], "details": r.get("details")}
         row.update({f"scenario.{k}": v for k, v in _scenario_fields(cell["scenario"]).items()})
         row.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
         row.update({f"score.{k}": v for k, v in (r.get("scores") or {}).items()})
