@@ -146,7 +146,7 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     metric = args.metric or view.metric
     reference = args.reference or view.reference
     frame = view.frame(found.frame)
-    notes = [*failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes for the same records
+    notes = [*view.notes(), *failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if frame.empty:

@@ -60,6 +60,12 @@ class ExperimentView:
             return frame
         return frame.assign(group=group_labels(frame, list(self.group_by)))
 
+    def notes(self) -> list[str]:
+        """What the table's columns are, when ``group_by`` made them."""
+        if not self.group_by:
+            return []
+        return [f"columns: the scenarios' {' / '.join(self.group_by)} ('-': not set); avg: their mean"]
+
     def save(self, store_dir: Path | str) -> None:
         atomic_write_text(Path(store_dir) / FILE_NAME, json.dumps(
             {"selection": self.selection, "group_by": list(self.group_by), "metric": self.metric,

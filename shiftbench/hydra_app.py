@@ -150,7 +150,7 @@ def publish(found: Collection, cfg: dict[str, Any], view: ExperimentView) -> int
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
     report_failures(failed, Path(cfg["store_dir"]))
     check_metric(frame, cfg["metric"])
-    notes = [*failure_notes(frame), *found.notes()]
+    notes = [*view.notes(), *failure_notes(frame), *found.notes()]
     paths = write_results(frame, view.protocol(), results_folder(cfg), cfg["metric"], notes, rerun_command(cfg),
                           view.reference)
     print("\n" + paths["markdown"].read_text())
