@@ -54,7 +54,6 @@ class Selected:
     setting's hyperparameters) and ``hparams`` set to ``(selected)`` for methods with several settings."""
 
     frame: pd.DataFrame
-    protocol: str
     #: the columns over which one choice is made (``chosen`` counts choices per unit)
     unit: tuple[str, ...] = ("scenario", "seed")
 
@@ -151,7 +150,7 @@ class NoSelection(Protocol):
     name = "none"
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
-        return Selected(frame, self.name)
+        return Selected(frame)
 
     def describe(self) -> str:
         return ("No hyperparameter selection: every setting is its own row; picking the best row reads the "
@@ -232,7 +231,7 @@ class NestedCV(_Choosing):
                     choice, reason = self._pick(cell, f"score.{scorer}", 1.0)
                     parts.append(self._rows(cell[cell["hparams"] == (choice or cell["hparams"].min())], scorer, reason))
                 parts += self._oracle(cell, f"metric.{metric}", sign)
-        return Selected(_concat(parts, frame), self.name)
+        return Selected(_concat(parts, frame))
 
     def describe(self) -> str:
         s = self.settings
@@ -319,7 +318,7 @@ class CrossScenario(_Choosing):
                     picked = held_seed[held_seed["hparams"] == (choice or held_seed["hparams"].min())]
                     parts.append(self._rows(picked, scorer, reason))
                 parts += self._oracle(held_seed, metric_column, sign)
-        return Selected(_concat(parts, frame), self.name, tuple(unit))
+        return Selected(_concat(parts, frame), tuple(unit))
 
     def describe(self) -> str:
         filters = "; ".join(", ".join(f"{k}={v}" for k, v in f.items()) for f in self.settings["validation"])

@@ -342,7 +342,8 @@ class Runner:
                 self._write(cell, "not_applicable", error=reason, **extra)
                 return "not_applicable"
             split = cell.scenario.target_split(dataset, self.cache, cell.seed)
-            task = Task(dataset.n_classes, dataset.label_free(split), cell.scenario.batches(split.y, cell.seed, dataset.label_free(split).metadata), cell.seed,
+            target = dataset.label_free(split)
+            task = Task(dataset.n_classes, target, cell.scenario.batches(split.y, cell.seed, target.metadata), cell.seed,
                         model, self.cache, {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
             seed_globals(cell.seed)
             output = method.run(task)
