@@ -112,15 +112,14 @@ class Protocol(ABC):
         settings: dict[str, set[str]] = {}
         for cell in cells:
             settings.setdefault(cell.method, set()).add(cell.hparams)
-        choosing = {m for m, hps in settings.items() if len(hps) > 1}
-        for method in sorted(choosing) if self.families else ():
-            family = method_registry.registry.get(method).family
-            if family not in self.families:
-                raise ShiftbenchError(f"method {method!r} ({family}) has {len(settings[method])} settings but "
+        family = {m: method_registry.registry.get(m).family for m, hps in settings.items() if len(hps) > 1}
+        for method in sorted(family) if self.families else ():
+            if family[method] not in self.families:
+                raise ShiftbenchError(f"method {method!r} ({family[method]}) has {len(settings[method])} settings but "
                                       f"selection.protocol={self.name} selects {' and '.join(self.families)} methods; "
                                       "give it one setting (grid.<method>.<name>=[value]) or use another protocol")
         self.check(cells)
-        scoring = {m: self.scoring(method_registry.registry.get(m).family) for m in choosing}
+        scoring = {m: self.scoring(f) for m, f in family.items()}
         text = {m: json.dumps(spec, sort_keys=True) for m, spec in scoring.items() if spec}
         return [dataclasses.replace(c, scoring=text[c.method]) if c.method in text else c for c in cells]
 
@@ -176,8 +175,10 @@ class _Choosing(Protocol):
         return str(means.fillna(-np.inf).idxmax()), ""
 
     @staticmethod
-    def _rows(chosen: pd.DataFrame, scorer: str, reason: str = "") -> pd.DataFrame:
-        """``chosen`` records as the rows of ``scorer`` (failed with ``reason`` when no choice was made)."""
+    def _rows(group: pd.DataFrame, choice: str | None, scorer: str, reason: str = "") -> pd.DataFrame:
+        """The records of ``group`` with setting ``choice`` as the rows of ``scorer``; when no choice was made,
+        those of the first setting, failed with ``reason`` (so the table shows the coverage)."""
+        chosen = group[group["hparams"] == (choice or group["hparams"].min())]
         out = chosen.assign(scorer=scorer, chosen=chosen["hparams"], hparams=SELECTED)
         if reason:
             out = out.assign(status="failed", error=reason)
@@ -193,8 +194,7 @@ class _Choosing(Protocol):
         out = []
         for _, part in held.groupby(["scenario", "seed"], sort=False):
             choice, reason = self._pick(part, column, sign)
-            rows = part[part["hparams"] == (choice or part["hparams"].min())]
-            out.append(self._rows(rows, ORACLE, reason))
+            out.append(self._rows(part, choice, ORACLE, reason))
         return out
 
 
@@ -219,7 +219,7 @@ class NestedCV(_Choosing):
         return {"kind": self.kinds[family], "scorers": self.scorers_for(family), **self.settings}
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
-        sign = -1.0 if metric_facts(metric).lower_is_better else 1.0
+        sign = metric_sign(metric)
         parts = []
         for _, rows in frame.groupby(["dataset", "model", "method"], sort=False):
             if rows["hparams"].nunique() == 1:
@@ -229,7 +229,7 @@ class NestedCV(_Choosing):
             for _, cell in rows.groupby(["scenario", "seed"], sort=False):
                 for scorer in scorers:
                     choice, reason = self._pick(cell, f"score.{scorer}", 1.0)
-                    parts.append(self._rows(cell[cell["hparams"] == (choice or cell["hparams"].min())], scorer, reason))
+                    parts.append(self._rows(cell, choice, scorer, reason))
                 parts += self._oracle(cell, f"metric.{metric}", sign)
         return Selected(_concat(parts, frame))
 
@@ -272,13 +272,14 @@ class CrossScenario(_Choosing):
 
     def is_validation(self, scenario: dict[str, Any]) -> bool:
         """Whether a scenario (its fields) matches one of the validation filters."""
-        return any(all(scenario.get(k) == v for k, v in f.items()) for f in self.settings["validation"])
+        return any(_matches(scenario, f) for f in self.settings["validation"])
 
     def check(self, cells: list[Cell]) -> None:
         scenarios = {c.scenario for c in cells}
-        validation = {s for s in scenarios if self.is_validation(dataclasses.asdict(s))}
+        fields = {s: dataclasses.asdict(s) for s in scenarios}
+        validation = {s for s in scenarios if self.is_validation(fields[s])}
         for f in self.settings["validation"]:
-            if not any(all(getattr(s, k) == v for k, v in f.items()) for s in scenarios):
+            if not any(_matches(fields[s], f) for s in scenarios):
                 raise ShiftbenchError(f"selection.validation filter {f} matches none of the run's scenarios: "
                                       f"{', '.join(sorted(s.name for s in scenarios))}")
         by = self.settings["by"]
@@ -292,12 +293,16 @@ class CrossScenario(_Choosing):
                 raise ShiftbenchError(f"every scenario{where} is a validation scenario; leave some out to report on")
 
     def _validation_mask(self, frame: pd.DataFrame) -> pd.Series:
+        """Which records are of validation scenarios (decided once per scenario, from its field columns)."""
         fields = [c for c in frame.columns if c.startswith("scenario.")]
-        return pd.Series([self.is_validation({c[len("scenario."):]: _plain(r[c]) for c in fields})
-                          for _, r in frame[fields].iterrows()], index=frame.index, dtype=bool)
+        scenario = pd.Series([repr(tuple(r)) for r in frame[fields].itertuples(index=False)], index=frame.index)
+        first = frame.loc[~scenario.duplicated(), fields]
+        decided = {scenario[i]: self.is_validation({c[len("scenario."):]: _plain(r[c]) for c in fields})
+                   for i, r in first.iterrows()}
+        return scenario.map(decided).astype(bool)
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
-        sign = -1.0 if metric_facts(metric).lower_is_better else 1.0
+        sign = metric_sign(metric)
         metric_column = f"metric.{metric}"
         is_validation = self._validation_mask(frame) if not frame.empty else pd.Series(dtype=bool)
         unit = ["seed", *(f"scenario.{f}" for f in self.settings["by"])]  # one choice per value of these
@@ -307,16 +312,14 @@ class CrossScenario(_Choosing):
             if rows["hparams"].nunique() == 1:
                 parts.append(self._single(held))
                 continue
+            scorers = [VALIDATION, *self.scorers_for(method_registry.registry.get(rows["method"].iloc[0]).family)]
             for key, val in validation.groupby(unit, sort=False, dropna=False):
                 key = key if isinstance(key, tuple) else (key,)
-                match = np.logical_and.reduce([_same(held[c], v) for c, v in zip(unit, key)])
-                held_seed = held[match]
-                family = method_registry.registry.get(rows["method"].iloc[0]).family
-                for scorer in [VALIDATION, *self.scorers_for(family)]:
+                held_seed = held[np.logical_and.reduce([_same(held[c], v) for c, v in zip(unit, key)])]
+                for scorer in scorers:
                     column, s = (metric_column, sign) if scorer == VALIDATION else (f"score.{scorer}", 1.0)
                     choice, reason = self._pick(val, column, s)
-                    picked = held_seed[held_seed["hparams"] == (choice or held_seed["hparams"].min())]
-                    parts.append(self._rows(picked, scorer, reason))
+                    parts.append(self._rows(held_seed, choice, scorer, reason))
                 parts += self._oracle(held_seed, metric_column, sign)
         return Selected(_concat(parts, frame), tuple(unit))
 
@@ -327,6 +330,16 @@ class CrossScenario(_Choosing):
                 f"({filters}); the row reports it on the held-out scenarios. validation: the metric on the "
                 "validation scenarios; label-free scorers: their mean score there. (oracle): the best setting per "
                 "held-out scenario by its labels.")
+
+
+def _matches(scenario: dict[str, Any], filter_: dict[str, Any]) -> bool:
+    """Whether a scenario's fields have every value of a validation filter."""
+    return all(scenario.get(k) == v for k, v in filter_.items())
+
+
+def metric_sign(metric: str) -> float:
+    """+1 where higher values of ``metric`` are better, -1 where lower ones are."""
+    return -1.0 if metric_facts(metric).lower_is_better else 1.0
 
 
 def _same(column: pd.Series, value: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from shiftbench.metric_facts import metric_facts
 from shiftbench.cache import atomic_write_text
-from shiftbench.protocols import ORACLE, NoSelection, Protocol, Selected, chosen_text, setting_text
+from shiftbench.protocols import ORACLE, NoSelection, Protocol, Selected, chosen_text, metric_sign, setting_text
 from shiftbench.report import (REFERENCE_METHOD, Leaderboard, aggregate, full_leaderboard, marked_wide, render_csv,
                                render_markdown, row_keys)
 from shiftbench.results_folder import write_tables
@@ -38,7 +38,7 @@ def selection_leaderboard(selected: Selected, metric: str, reference: str = REFE
     long.loc[long["scorer"] == ORACLE, "chosen"] = "best per scenario and seed"
     single = long["scorer"] == ""
     long.loc[single, "chosen"] = [setting_text(h) for h in long.loc[single, "hparams"]]
-    sign = -1.0 if metric_facts(metric).lower_is_better else 1.0
+    sign = metric_sign(metric)
     avg = long[(long["group"] == "avg") & long["complete"]]
     oracle = avg[avg["scorer"] == ORACLE].set_index(["dataset", "model", "method"])["mean"]
     index = pd.MultiIndex.from_frame(long[["dataset", "model", "method"]])
@@ -92,7 +92,7 @@ def write_results(frame: pd.DataFrame, protocol: Protocol, out_dir: Path | str, 
     board = selection_board(frame, protocol, metric, reference, notes=notes)
     paths = write_tables(frame, out, metric, notes, command, board=board)
     if not isinstance(protocol, NoSelection):
-        settings = aggregate(frame, metric, reference, notes=[NoSelection([]).describe(), *notes])
+        settings = selection_board(frame, NoSelection([]), metric, reference, notes=notes)
         paths["settings"], paths["settings_markdown"] = out / "settings.csv", out / "settings.md"
         atomic_write_text(paths["settings"], render_csv(settings))
         atomic_write_text(paths["settings_markdown"], render_markdown(settings, command))

@@ -26,6 +26,8 @@ FINAL_STATUSES = ("ok", "not_applicable")
 RECORD_FIELDS = ("key", "status", "cell")
 CELL_FIELDS = ("dataset", "dataset_options", "scenario", "model", "method", "hparams", "seed")
 STATUSES = ("ok", "failed", "not_applicable")
+#: every scenario field and its default, for records that leave fields at their defaults out
+SCENARIO_DEFAULTS = {name: f.default for name, f in Scenario.__dataclass_fields__.items()}
 
 
 def record_problem(record: Any) -> str | None:
@@ -123,7 +125,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                "method": cell["method"], "family": r.get("family", ""),
                "hparams": json.dumps(cell["hparams"], sort_keys=True), "scenario": r.get("scenario_name", ""),
                "group": r.get("scenario_group", ""), "seed": cell["seed"], "details": r.get("details")}
-        row.update({f"scenario.{k}": v for k, v in _scenario_fields(cell["scenario"]).items()})
+        row.update({f"scenario.{k}": v for k, v in {**SCENARIO_DEFAULTS, **cell["scenario"]}.items()})
         row.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
         row.update({f"score.{k}": v for k, v in (r.get("scores") or {}).items()})
         prov = r.get("provenance", {})
@@ -136,12 +138,6 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     if frame.empty:
         return frame
     return frame.assign(dataset=dataset_labels(frame["dataset"], frame["dataset_options"]))
-
-
-def _scenario_fields(stored: dict[str, Any]) -> dict[str, Any]:
-    """Every scenario field of a record, with the defaults filled in for fields the record leaves out."""
-    defaults = {name: f.default for name, f in Scenario.__dataclass_fields__.items()}
-    return {**defaults, **stored}
 
 
 def dataset_labels(names: pd.Series, options: pd.Series) -> pd.Series:
