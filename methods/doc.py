@@ -10,21 +10,19 @@ from typing import ClassVar
 
 import numpy as np
 
-from shiftbench.arrays import check_labels, check_probs
-from shiftbench.families import PerformanceEstimator
+from shiftbench.arrays import check_probs
+from shiftbench.methods.reference_accuracy import ReferenceAccuracy
 
 
-class DoC(PerformanceEstimator):
+class DoC(ReferenceAccuracy):
     """Difference of confidences: reference accuracy shifted by the change in mean confidence."""
 
     name = "doc"
     grid: ClassVar[dict] = {}
 
     def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> DoC:
-        probs = check_probs(reference_probs, "reference_probs")
-        y = check_labels(reference_y, probs.shape[1], "reference_y", n=len(probs))
-        self.reference_accuracy_ = float(np.mean(probs.argmax(1) == y))
-        self.reference_confidence_ = float(probs.max(1).mean())
+        super().fit(reference_probs, reference_y)
+        self.reference_confidence_ = float(check_probs(reference_probs, "reference_probs").max(1).mean())
         return self
 
     def estimate_accuracy(self, probs: np.ndarray) -> float:
