@@ -136,7 +136,7 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     from shiftbench.collect import collect
     from shiftbench.experiment_view import ExperimentView
     from shiftbench.protocols import NoSelection
-    from shiftbench.report import check_metric, failure_notes
+    from shiftbench.report import check_metric
     from shiftbench.results_folder import RENDERERS
     from shiftbench.selection_report import selection_board
 
@@ -145,8 +145,7 @@ def cmd_table(args: argparse.Namespace, extra: list[str]) -> int:
     view = ExperimentView.load(stores[0]) or ExperimentView({})  # the selection and columns the run used
     metric = args.metric or view.metric
     reference = args.reference or view.reference
-    frame = view.frame(found.frame)
-    notes = [*view.notes(), *failure_notes(frame), *found.notes()]  # the notes `shiftbench run` writes
+    frame, notes = view.present(found)  # the frame and notes `shiftbench run` shows
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if frame.empty:

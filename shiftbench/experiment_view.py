@@ -16,8 +16,9 @@ import pandas as pd
 
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError
+from shiftbench.collect import Collection
 from shiftbench.protocols import Protocol
-from shiftbench.report import REFERENCE_METHOD
+from shiftbench.report import REFERENCE_METHOD, failure_notes
 from shiftbench.runner import as_list
 from shiftbench.store import group_labels
 
@@ -60,11 +61,12 @@ class ExperimentView:
             return frame
         return frame.assign(group=group_labels(frame, list(self.group_by)))
 
-    def notes(self) -> list[str]:
-        """What the table's columns are, when ``group_by`` made them."""
-        if not self.group_by:
-            return []
-        return [f"columns: the scenarios' {' / '.join(self.group_by)} ('-': not set); avg: their mean"]
+    def present(self, found: Collection) -> tuple[pd.DataFrame, list[str]]:
+        """The records frame and the notes of every table of ``found``: ``shiftbench run``'s and
+        ``shiftbench table``'s alike (what the columns are, failed cells, records left out)."""
+        frame = self.frame(found.frame)
+        columns = [f"columns: the scenarios' {' / '.join(self.group_by)} ('-': not set); avg: their mean"]
+        return frame, [*(columns if self.group_by else []), *failure_notes(frame), *found.notes()]
 
     def save(self, store_dir: Path | str) -> None:
         atomic_write_text(Path(store_dir) / FILE_NAME, json.dumps(

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from shiftbench.collect import Collection, collect
 from shiftbench.errors import ShiftbenchError
-from shiftbench.report import check_metric, failure_notes
+from shiftbench.report import check_metric
 from shiftbench.experiment_view import ExperimentView
 from shiftbench.runner import Cell, Runner, RunSettings, expand_cells
 from shiftbench.selection_report import write_results
@@ -146,11 +146,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
 def publish(found: Collection, cfg: dict[str, Any], view: ExperimentView) -> int:
     """Print the leaderboard of ``found`` (selection-aware when the experiment selects) and write it with the
     records under ``results_dir``; report what was left out and every failed cell; return how many failed."""
-    frame = view.frame(found.frame)
+    frame, notes = view.present(found)
     failed = frame[frame["status"] == "failed"] if not frame.empty else frame
     report_failures(failed, Path(cfg["store_dir"]))
     check_metric(frame, cfg["metric"])
-    notes = [*view.notes(), *failure_notes(frame), *found.notes()]
     paths = write_results(frame, view.protocol(), results_folder(cfg), cfg["metric"], notes, rerun_command(cfg),
                           view.reference)
     print("\n" + paths["markdown"].read_text())
