@@ -33,7 +33,8 @@ import torch
 
 from shiftbench.arrays import check_matrix, check_probs
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import OutputAdapter
+from shiftbench.families import Batch, OutputAdapter
+from shiftbench.hyperparameters import Choice, Int
 from shiftbench.validation import check_choice, check_int
 
 LOG_EPS = 1e-10  # guard inside log(p), as in the authors' unary term
@@ -123,14 +124,17 @@ class LAME(OutputAdapter):
     """LAME (Boudiaf et al. 2022): Laplacian-regularised correction of each batch's probabilities."""
 
     name = "lame"
+    hyperparameters = {
+        "affinity": Choice("knn", tuple(AFFINITIES), doc="how features are compared"),
+        "k": Int(5, doc="neighbours (knn) or the bandwidth's neighbour rank (rbf)"),
+        "max_iter": Int(100, doc="bound-optimisation iterations at most"),
+    }
     #: the linear affinity ignores k, so it is not swept there
     grid = [{"affinity": ["knn", "rbf"], "k": [3, 5, 7]}, {"affinity": ["linear"]}]
 
-    def __init__(self, affinity: str = "knn", k: int = 5, max_iter: int = 100):
-        check_hyperparameters(affinity, k, max_iter)
-        self.affinity = affinity
-        self.k = k
-        self.max_iter = max_iter
+    @classmethod
+    def check_together(cls, values: dict) -> None:
+        check_hyperparameters(values["affinity"], values["k"], values["max_iter"])
 
-    def adapt(self, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        return lame(probs, feats, self.affinity, self.k, self.max_iter)
+    def process(self, batch: Batch) -> np.ndarray:
+        return lame(batch.probs, batch.feats, self.affinity, self.k, self.max_iter)

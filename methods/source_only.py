@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shiftbench.families import OutputAdapter
+from shiftbench.families import Batch, OutputAdapter
 
 
 class SourceOnly(OutputAdapter):
@@ -13,5 +13,5 @@ class SourceOnly(OutputAdapter):
     name = "source_only"
     grid: dict = {}
 
-    def adapt(self, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        return probs
+    def process(self, batch: Batch) -> np.ndarray:
+        return batch.probs
