@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftbench.datasets.corruptions import CORRUPTIONS, corrupt
+from shiftbench.corruptions import CORRUPTIONS, corrupt
 
 
 def natural_images(n: int, size: int, seed: int = 0) -> np.ndarray:

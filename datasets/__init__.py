@@ -1,10 +1,10 @@
 """Dataset adapters, one module per dataset (``shiftbench.datasets.<name>``), discovered by name.
 
-Any image dataset ``<base>`` is also available as ``<base>-c``, corrupted on the fly
-(:mod:`shiftbench.datasets.corrupted`), unless a pre-generated adapter has that name (``cifar10-c``).
-
 ``load(name, **options)`` returns a :class:`shiftbench.dataset.Dataset`; installed packages add
-adapters through the ``shiftbench.datasets`` entry-point group.
+adapters through the ``shiftbench.datasets`` entry-point group. An adapter may claim a family of
+names (:meth:`shiftbench.plugins.PluginRegistry.resolve`): any image dataset ``<base>`` is also
+available as ``<base>-c``, corrupted on the fly (:mod:`shiftbench.datasets.corrupted`), unless a
+pre-generated adapter has that name (``cifar10-c``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import Any
 
 from shiftbench.dataset import Dataset, Grouper, Split, UnlabelledSplit
-from shiftbench.errors import UnknownNameError
 from shiftbench.plugins import PluginRegistry
 
 registry = PluginRegistry("dataset", __name__, "shiftbench.datasets", Dataset)
@@ -28,22 +27,14 @@ def load(name: str, **options: Any) -> Dataset:
 
 
 def adapter_class(name: str) -> type[Dataset]:
-    """The adapter class behind dataset ``name`` (``<base>-c`` is the ``corrupted`` adapter)."""
-    try:
-        return registry.get(name)
-    except UnknownNameError:
-        if not name.endswith("-c"):
-            raise
-        registry.get(name[:-2])  # an unknown base fails here, listing the valid names
-        return registry.get("corrupted")
+    """The adapter class behind dataset ``name`` (the class that claims it, for a name of a family)."""
+    return registry.resolve(name)[0]
 
 
 @lru_cache(maxsize=8)
 def _load_cached(name: str, options_json: str) -> Dataset:
-    options = json.loads(options_json)
-    cls = adapter_class(name)
-    if cls.name != name:  # a corrupted view of a base dataset
-        options = {"base": name[:-2], **options}
+    cls, implied = registry.resolve(name)
+    options = {**implied, **json.loads(options_json)}
     cls.check_options(options)
     return cls(**options)
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from shiftbench.cache import stable_hash
 from shiftbench.dataset import Dataset, Grouper, Split
-from shiftbench.datasets.corruptions import CORRUPTIONS, SEVERITIES
+from shiftbench.corruptions import CORRUPTIONS, SEVERITIES
 from shiftbench.errors import MissingDataError, ShiftbenchError
 
 

@@ -2,9 +2,11 @@
 
 ``shiftbench.datasets.load("digits-c")`` (or ``load("corrupted", base="digits")``) keeps the
 base dataset's splits and adds one split per corruption x severity, named ``"<corruption>/<severity>"``
-like the pre-generated CIFAR-10-C / ImageNet-C adapters. Corrupted splits are computed the first
-time they are used and cached on disk (``SHIFTBENCH_CACHE_DIR``), so only the ones a run touches
-are ever generated.
+like the pre-generated CIFAR-10-C / ImageNet-C adapters. The adapter claims every name ``<base>-c``
+of a registered dataset that no adapter is registered as (:meth:`Corrupted.claims`). Corrupted splits
+are computed the first time they are used by :func:`~shiftbench.corruptions.splits.corrupted_split`
+(as a scenario's ``corruption`` option corrupts its target) and cached on disk (``SHIFTBENCH_CACHE_DIR``),
+so only the ones a run touches are ever generated.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import Dataset, Split
-from shiftbench.errors import ShiftbenchError
+from shiftbench.errors import ShiftbenchError, UnknownNameError
 
 #: the image dataset corrupted when no ``base`` is given
 DEFAULT_BASE = "digits"
@@ -50,8 +52,8 @@ class Corrupted(Dataset):
                  severities: Sequence[int] = (1, 2, 3, 4, 5), preset: str = "imagenet",
                  base_options: dict[str, Any] | None = None, cache_dir: str | None = None):
         from shiftbench import datasets
-        from shiftbench.datasets.corruptions import CORRUPTIONS, code_fingerprint
-        from shiftbench.scenarios import corrupted_split
+        from shiftbench.corruptions import CORRUPTIONS, code_fingerprint
+        from shiftbench.corruptions.splits import corrupted_split
 
         super().__init__(base=base, split=split, corruptions=corruptions, severities=list(severities), preset=preset,
                          base_options=base_options)
@@ -72,6 +74,19 @@ class Corrupted(Dataset):
         self.splits = LazySplits(source.splits, pending)
         self._fingerprint = stable_hash({"base": source.fingerprint, "split": split, "corrupted": sorted(pending),
                                          "preset": preset, "code": code_fingerprint()})
+
+    @classmethod
+    def claims(cls, name: str) -> dict[str, Any] | None:
+        """``<base>-c`` of a registered dataset ``<base>`` is this adapter over ``base``; other names are not."""
+        from shiftbench import datasets
+
+        if not name.endswith("-c"):
+            return None
+        try:
+            datasets.registry.get(name[:-2])
+        except UnknownNameError:
+            return None
+        return {"base": name[:-2]}
 
     @classmethod
     def options_for_seed(cls, options: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def fingerprint_arrays(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-#: metadata columns the harness's scenarios add to a target split (``scenarios.corrupted_split``):
+#: metadata columns the harness's scenarios add to a target split (``corruptions.splits.corrupted_split``):
 #: domain facts, visible to methods on every dataset
 SCENARIO_METADATA: tuple[str, ...] = ("corruption", "severity")
 #: columns that hold the label; never visible, whatever a dataset declares
@@ -288,10 +288,8 @@ def seeded_options(name: str, options: dict[str, Any], seed: int) -> dict[str, A
     dataset's seed option set from the cell seed; a :class:`ShiftbenchError` if ``options`` set it."""
     from shiftbench import datasets  # the registry imports this module
 
-    cls = datasets.adapter_class(name)
-    if cls.name != name:  # ``<base>-c``: the corrupted adapter over ``base``
-        options = {"base": name[:-2], **options}
-    return cls.options_for_seed(options, seed)
+    cls, implied = datasets.registry.resolve(name)  # a name of a family (``<base>-c``) implies options
+    return cls.options_for_seed({**implied, **options}, seed)
 
 
 def check_dataset_options(name: str, options: dict[str, Any]) -> None:

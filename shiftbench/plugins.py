@@ -8,6 +8,11 @@ whose entry name is the plugin name and whose value points at the class.
 
 Nothing is listed centrally: dropping a file into ``methods/`` makes its classes available.
 Modules are imported lazily; ``load("wilds/x")`` first tries module ``wilds`` before scanning.
+
+A plugin class may also stand for a family of names: a classmethod ``claims(name)`` returning the
+options that ``name`` implies (or ``None`` when the name is not one of its family).
+:meth:`PluginRegistry.resolve` offers it every name that no plugin is registered as; the
+``corrupted`` dataset claims ``<base>-c`` for any image dataset ``<base>``.
 """
 
 from __future__ import annotations
@@ -130,10 +135,33 @@ class PluginRegistry:
             raise UnknownNameError(self.kind, name, list(self._plugins))
         return self._plugins[name]
 
+    def resolve(self, name: str) -> tuple[type, dict[str, Any]]:
+        """The plugin class behind ``name`` and the options the name implies: ``(get(name), {})`` for a
+        registered name, else the one plugin whose ``claims(name)`` returns options (an
+        :class:`UnknownNameError` when none does, a :class:`ShiftbenchError` when several do)."""
+        try:
+            return self.get(name), {}
+        except UnknownNameError:
+            claimed = {cls: options for cls in self.scan_all().values()
+                       if (options := _claimed_options(cls, name)) is not None}
+            if len(claimed) > 1:
+                owners = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in claimed)
+                raise ShiftbenchError(f"{self.kind} name {name!r} is claimed by several plugins ({owners}); "
+                                      "make their claims disjoint") from None
+            if not claimed:
+                raise
+            return next(iter(claimed.items()))
+
     def register(self, obj: type) -> type:
         """Register a class by hand (tests, notebooks); usable as a decorator."""
         self._add(obj.name, obj)
         return obj
+
+
+def _claimed_options(cls: type, name: str) -> dict[str, Any] | None:
+    """The options ``cls.claims(name)`` implies for ``name``; None when it has no ``claims`` or declines."""
+    claims = getattr(cls, "claims", None)
+    return None if claims is None else claims(name)
 
 
 def describe(obj: Any) -> str:

@@ -143,6 +143,8 @@ class Scenario:
         """The labelled target split of this scenario (corrupted and label-shift resampled); cached.
 
         A domain sequence is the concatenation of the corrupted splits, each resampled alike."""
+        from shiftbench.corruptions.splits import corrupted_split  # torch, OpenCV and numba: only when corrupting
+
         base = dataset.split(self.target)
         domains = [corrupted_split(base, c, self.severity, cache) for c in self.corruptions] or [base]
         if self.label_shift is not None:
@@ -205,25 +207,6 @@ class Scenario:
         if self.order == "class_sorted":
             return np.lexsort((rng.random(len(y)), y))
         return dirichlet_order(y, self.order_alpha, self.batch_size, rng)
-
-
-def corrupted_split(split: Split, corruption: str, severity: int, cache: ArrayCache, preset: str = "imagenet") -> Split:
-    """``split`` with every image corrupted (seed 0, so the domain is a fixed dataset); cached on disk.
-
-    Images smaller than the corruptions' 32x32 minimum (MNIST's 28x28) are zero-padded to 32x32,
-    corrupted, and cropped back, so the split keeps its image size and models need no change."""
-    from shiftbench.datasets.corruptions import code_fingerprint, corrupt, pad_to_min_size
-
-    def compute() -> dict[str, np.ndarray]:
-        padded, (rows, cols) = pad_to_min_size(np.asarray(split.inputs()))
-        return {"x": np.ascontiguousarray(corrupt(padded, corruption, severity, preset=preset)[:, rows, cols])}
-
-    key = {"split": split.fingerprint, "corruption": corruption, "severity": severity, "code": code_fingerprint()}
-    if preset != "imagenet":  # keeps the keys of existing imagenet-preset caches
-        key["preset"] = preset
-    arrays = cache.get_or_compute("corrupted", key, compute)
-    meta = split.metadata.assign(corruption=corruption, severity=severity)
-    return Split(split.name, split.y, meta, x=arrays["x"], fingerprint=stable_hash(key))
 
 
 def label_shift_indices(y: np.ndarray, n_classes: int, alpha: float, seed: int) -> np.ndarray:

@@ -8,11 +8,12 @@ import pytest
 from PIL import Image
 
 from shiftbench.cache import ArrayCache
+from shiftbench.corruptions.splits import corrupted_split
 from shiftbench.dataset import Split
 from shiftbench.datasets.cifar_c import Cifar100C, CifarC
 from shiftbench.datasets.imagenet_c import ImageNetC, TinyImageNetC
-from shiftbench.errors import MissingDataError, ShiftbenchError
-from shiftbench.scenarios import corrupted_split
+from shiftbench.errors import MissingDataError, ShiftbenchError, UnknownNameError
+from shiftbench.plugins import PluginRegistry
 
 
 def make_cifar_c(root, folder="CIFAR-10-C", per_severity=4, corruptions=("gaussian_noise", "fog")):
@@ -107,7 +108,7 @@ def test_corrupted_split_pads_mnist_sized_images_and_crops_back(tmp_path):
 
 def test_any_image_dataset_as_base_c_corrupts_on_the_fly(tmp_path):
     from shiftbench import datasets
-    from shiftbench.datasets.corruptions import corrupt, pad_to_min_size
+    from shiftbench.corruptions import corrupt, pad_to_min_size
 
     ds = datasets.load("digits-c", corruptions=["contrast", "gaussian_noise"], severities=[2],
                        base_options={"n_train": 500, "n_val": 200, "n_test": 200}, cache_dir=str(tmp_path))
@@ -123,3 +124,40 @@ def test_any_image_dataset_as_base_c_corrupts_on_the_fly(tmp_path):
         datasets.load("digits-c", corruptions=["fisheye"])
     with pytest.raises(ShiftbenchError, match="valid datasets"):
         datasets.load("nosuchdata-c")
+
+
+def test_the_corrupted_adapter_claims_base_c_names_of_registered_datasets_only():
+    from shiftbench import datasets
+    from shiftbench.datasets.corrupted import Corrupted
+
+    assert datasets.registry.resolve("digits-c") == (Corrupted, {"base": "digits"})
+    assert datasets.registry.resolve("cifar10-c") == (CifarC, {})  # a registered name is never claimed
+    with pytest.raises(UnknownNameError, match="valid datasets"):
+        datasets.registry.resolve("nosuchdata-c")
+
+
+class _Thing:
+    """Base class of the plugins of a throwaway registry."""
+
+
+def test_a_name_claimed_by_two_plugins_is_refused_naming_both():
+    class Evens(_Thing):
+        name = "evens"
+
+        @classmethod
+        def claims(cls, name):
+            return {"n": int(name)} if name.isdigit() and int(name) % 2 == 0 else None
+
+    class Fours(Evens):
+        name = "fours"
+
+        @classmethod
+        def claims(cls, name):
+            return {"n": int(name)} if name.isdigit() and int(name) % 4 == 0 else None
+
+    registry = PluginRegistry("thing", "json", "shiftbench.no-such-group", _Thing)  # json: a package without plugins
+    registry.register(Evens)
+    assert registry.resolve("6") == (Evens, {"n": 6})
+    registry.register(Fours)
+    with pytest.raises(ShiftbenchError, match="claimed by several plugins .*Evens.*Fours"):
+        registry.resolve("8")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shiftbench.datasets.corruptions import CORRUPTIONS, corrupt, pad_to_min_size
+from shiftbench.corruptions import CORRUPTIONS, corrupt, pad_to_min_size
 from shiftbench.errors import ShiftbenchError
 
 DETERMINISTIC = ["gaussian_blur", "defocus_blur", "zoom_blur", "contrast", "brightness", "saturate",
@@ -154,7 +154,7 @@ def test_cifar_gaussian_blur_matches_skimage():
 
 
 def test_frost_falls_back_to_a_procedural_texture(monkeypatch):
-    from shiftbench.datasets import _corruption_weather as weather
+    from shiftbench.corruptions import weather
 
     monkeypatch.setattr(weather, "imagecorruptions_frost_folder", lambda: None)
     weather.frost_textures.cache_clear()
@@ -204,7 +204,7 @@ def test_bad_input_gives_clear_errors(kwargs, message):
 
 @pytest.mark.parametrize("shape", [(2, 40, 36, 3), (2, 33, 32, 1)])
 def test_level_conversions_round_trip_exactly(shape):
-    from shiftbench.datasets import _corruption_ops as ops
+    from shiftbench.corruptions import ops
 
     levels = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
     levels[0, 0, 0] = 0
@@ -240,7 +240,7 @@ def test_jpeg_and_pixelate_are_pillows_exactly(channels):
 def test_plasma_fractal_is_the_diamond_square_recursion():
     """Every new point is the mean of its four wrapping neighbours plus wibble^2 * (2u - 1), with u
     the generator's uniforms in order; the maps are then scaled to [0, 1]."""
-    from shiftbench.datasets import _corruption_ops as ops
+    from shiftbench.corruptions import ops
 
     size, decay = 16, 2.5
     maps = ops.plasma_fractal(size, decay, [np.random.default_rng(s) for s in (0, 1)]).numpy()
@@ -267,3 +267,12 @@ def test_plasma_fractal_is_the_diamond_square_recursion():
             wibble /= decay
         grid -= grid.min()
         np.testing.assert_allclose(ours, grid / grid.max(), atol=1e-5)
+
+
+def test_datasets_corruptions_is_an_alias_of_the_core_package_and_defines_no_dataset():
+    import shiftbench.corruptions as core
+    from shiftbench import datasets
+    from shiftbench.datasets import corruptions as alias
+
+    assert alias.corrupt is core.corrupt and alias.CORRUPTIONS is core.CORRUPTIONS
+    assert not any(cls.__module__ == alias.__name__ for cls in datasets.registry.scan_all().values())

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shiftbench.datasets.corruptions import corrupt
+from shiftbench.corruptions import corrupt
 from shiftbench.errors import ShiftbenchError
 from shiftbench.methods.cbpe import CBPE
 from shiftbench.methods.double_weighting import DoubleWeighting

@@ -7,8 +7,9 @@ import pytest
 
 from shiftbench import datasets
 from shiftbench.cache import ArrayCache
+from shiftbench.corruptions.splits import corrupted_split
 from shiftbench.errors import ShiftbenchError
-from shiftbench.scenarios import Scenario, corrupted_split, expand_scenarios, long_tail_profile
+from shiftbench.scenarios import Scenario, expand_scenarios, long_tail_profile
 
 
 @pytest.fixture(scope="module")

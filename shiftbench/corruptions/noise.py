@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy.special import pdtr
 
-from shiftbench.datasets import _corruption_ops as ops
+from shiftbench.corruptions import ops
 
 Rngs = Sequence[np.random.Generator]
 

@@ -3,7 +3,7 @@
 ``imagenet``: the constants of the maintained ``imagecorruptions`` package (Michaelis et al.,
 ImageNet-C constants made size independent). ``cifar``: the CIFAR-10-C constants of Hendrycks'
 ``make_cifar_c.py``. Each entry is a tuple of five parameter tuples, one per severity 1..5, in
-the order the corruption function in ``_corruption_*`` modules unpacks them. Where a preset's
+the order the corruption function in the corruption modules unpacks them. Where a preset's
 generator differs in more than its numbers (zoom trimming, pixelate upsampling filter, frost
 texture scale), the difference is a parameter here too, so one function serves both presets.
 """

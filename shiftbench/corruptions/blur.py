@@ -1,5 +1,5 @@
 """Blur corruptions: Gaussian, glass, defocus, motion and zoom blur (same calling convention as
-``_corruption_noise``)."""
+:mod:`~shiftbench.corruptions.noise`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import torch
 
-from shiftbench.datasets import _corruption_ops as ops
+from shiftbench.corruptions import ops
 
 Rngs = Sequence[np.random.Generator]
 

@@ -18,7 +18,12 @@ tested against ``imagecorruptions``): make_cifar_c's motion blur and snow call I
 kernel ``imagecorruptions`` reimplements and which is used here for both presets; frost needs the frost
 photographs shipped inside ``imagecorruptions`` and falls back to a procedural texture when that
 package is absent. Images smaller than 32 px: pad them (:func:`pad_to_min_size`), as
-``shiftbench.scenarios.corrupted_split`` does for MNIST.
+:func:`shiftbench.corruptions.splits.corrupted_split` does for MNIST.
+
+A core transform package: the scenarios' ``corruption`` option and the ``<base>-c`` datasets corrupt
+splits through :mod:`~shiftbench.corruptions.splits`; the corruptions themselves are in ``noise``,
+``blur``, ``weather`` and ``digital`` (batched operators in ``ops``, severity constants in ``params``).
+``shiftbench.datasets.corruptions`` re-exports this API under its documented name.
 """
 
 from __future__ import annotations
@@ -30,15 +35,13 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from shiftbench.datasets import _corruption_blur as blur
-from shiftbench.datasets import _corruption_digital as digital
-from shiftbench.datasets import _corruption_noise as noise
-from shiftbench.datasets import _corruption_ops as ops
-from shiftbench.datasets import _corruption_params as params
-from shiftbench.datasets import _corruption_weather as weather
+from shiftbench.corruptions import blur, digital, noise, ops, params, weather
 from shiftbench.errors import ShiftbenchError
 from shiftbench.threads import torch_threads
 from shiftbench.validation import check_int
+
+__all__ = ["BENCHMARK_CORRUPTIONS", "CORRUPTIONS", "EXTRA_CORRUPTIONS", "MIN_SIZE", "PRESETS", "SEVERITIES",
+           "code_fingerprint", "corrupt", "pad_to_min_size"]
 
 Corruption = Callable[[torch.Tensor, tuple, Sequence[np.random.Generator]], torch.Tensor]
 

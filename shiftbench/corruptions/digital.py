@@ -1,5 +1,5 @@
 """Digital corruptions: brightness, contrast, saturate, JPEG, pixelate and the elastic transform
-(same calling convention as ``_corruption_noise``, except that JPEG and pixelate, marked
+(same calling convention as :mod:`~shiftbench.corruptions.noise`, except that JPEG and pixelate, marked
 ``on_levels``, take and return uint8 (N, H, W, C) arrays)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shiftbench.datasets import _corruption_ops as ops
+from shiftbench.corruptions import ops
 
 Rngs = Sequence[np.random.Generator]
 

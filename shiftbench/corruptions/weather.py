@@ -1,4 +1,4 @@
-"""Weather corruptions: snow, frost, fog and spatter (same calling convention as ``_corruption_noise``).
+"""Weather corruptions: snow, frost, fog and spatter (same calling convention as :mod:`~shiftbench.corruptions.noise`).
 
 Frost blends in crops of the six frost photographs that the ``imagecorruptions`` package ships;
 where that package is not installed, a procedural ice texture stands in (see
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shiftbench.datasets import _corruption_ops as ops
+from shiftbench.corruptions import ops
 
 Rngs = Sequence[np.random.Generator]
 
