@@ -1,22 +1,17 @@
-"""Chunked performance monitoring: chunks by size or period, realised metrics, alert bands, plots.
+"""Chunked performance monitoring for the CBPE plugins: realised metrics per chunk, alert bands, plots.
 
-A monitored model's outputs arrive in **chunks** (fixed-size slices in arrival order, or one chunk
-per value of a period column such as the month). A label-free estimator (CBPE, M-CBPE, ATC, DoC)
+A monitored model's outputs arrive in **chunks** (:mod:`shiftbench.chunks`: fixed-size slices in arrival
+order, or one chunk per value of a period column such as the month). A label-free estimator (CBPE, M-CBPE, ATC, DoC)
 gives one estimate per chunk; an **alert** fires when an estimate leaves the reference band.
 The band is NannyML's default: the realised metric on the reference set, chunked the same way,
 mean +- 3 standard deviations (population std), clipped to the metric's range [0, 1]. Where the
 reference is too small for ``MIN_REFERENCE_CHUNKS`` chunks of that size (e.g. monthly chunks larger
 than the reference), it is cut into that many smaller chunks and the std is rescaled to the
 monitored chunk size by sqrt(reference chunk size / chunk size), the standard-error scaling.
-
-From runner records: :func:`chunk_estimates_figure` draws each estimator's estimate against the
-realised accuracy per calendar chunk (a ``chunk_by`` scenario), from the cells' ``details``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,63 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from shiftbench.errors import ShiftbenchError
+from shiftbench.chunks import Chunks
 
 #: fewest reference chunks a band's standard deviation is computed from
 MIN_REFERENCE_CHUNKS = 6
-
-
-@dataclass(frozen=True)
-class Chunks:
-    """Assignment of rows to chunks: ``ids[i]`` is row i's chunk, ``keys`` names the chunks in order."""
-
-    ids: np.ndarray
-    keys: list[str]
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def sizes(self) -> np.ndarray:
-        return np.bincount(self.ids, minlength=len(self.keys))
-
-    def members(self) -> list[np.ndarray]:
-        """Row indices of each chunk, in row order."""
-        order = np.argsort(self.ids, kind="stable")
-        return np.split(order, np.cumsum(self.sizes())[:-1])
-
-    def frame(self) -> pd.DataFrame:
-        """One row per chunk: index, key and size (the left columns of an estimate table)."""
-        return pd.DataFrame({"chunk": np.arange(len(self.keys)), "key": self.keys, "n": self.sizes()})
-
-
-def chunk_by_size(n: int, chunk_size: int) -> Chunks:
-    """Consecutive chunks of ``chunk_size`` rows; a shorter last chunk is kept (NannyML ``incomplete='keep'``)."""
-    if chunk_size < 1:
-        raise ShiftbenchError(f"chunk_size must be a positive number of rows; got {chunk_size}")
-    ids = np.arange(n) // chunk_size
-    starts = np.arange(0, n, chunk_size)
-    ends = np.minimum(starts + chunk_size, n) - 1
-    return Chunks(ids, [f"[{a}:{b}]" for a, b in zip(starts, ends)])
-
-
-def chunk_by_period(periods: Any) -> Chunks:
-    """One chunk per distinct value of ``periods`` (e.g. ``timestamps.dt.to_period("M")``), in sorted order."""
-    values = pd.Series(np.asarray(periods) if not isinstance(periods, pd.Series) else periods.to_numpy())
-    if values.isna().any():
-        raise ShiftbenchError(f"periods contain {int(values.isna().sum())} missing values; every row needs a period")
-    codes, uniques = pd.factorize(values, sort=True)
-    return Chunks(codes.astype(np.int64), [str(u) for u in uniques])
-
-
-def make_chunks(n: int, chunk_size: int | None = None, periods: Any = None) -> Chunks:
-    """Chunks by ``periods`` if given, else by ``chunk_size``, else one chunk holding everything."""
-    if periods is not None and chunk_size is not None:
-        raise ShiftbenchError("give either chunk_size or periods, not both")
-    if periods is not None:
-        if len(periods) != n:
-            raise ShiftbenchError(f"periods has {len(periods)} entries but there are {n} rows")
-        return chunk_by_period(periods)
-    return chunk_by_size(n, chunk_size or max(n, 1))
 
 
 def score_columns(n_classes: int) -> list[int]:
@@ -229,67 +171,3 @@ def plot_estimates(estimates: pd.DataFrame, metric: str = "accuracy", realised: 
     return fig
 
 
-def calendar_chunk_details(frame: pd.DataFrame) -> pd.DataFrame:
-    """The per-chunk ``details`` of a records frame's finished calendar-chunk cells (scenarios with
-    ``chunk_by``), one row per (cell, chunk): dataset, model, method, hparams, seed, scenario, chunk_by and
-    the detail fields (label, n, estimate, realised). A cell's details are a list of dicts (or their JSON text)."""
-    needed = ["details", "scenario.chunk_by"]
-    if frame.empty or any(c not in frame for c in needed):
-        return pd.DataFrame()
-    cells = frame[(frame["status"] == "ok") & frame["scenario.chunk_by"].notna() & frame["details"].notna()]
-    rows = [{"dataset": cell["dataset"], "model": cell["model"], "method": cell["method"], "hparams": cell["hparams"],
-             "seed": cell["seed"], "scenario": cell["scenario"], "chunk_by": cell["scenario.chunk_by"], **detail}
-            for _, cell in cells.iterrows()
-            for detail in (json.loads(cell["details"]) if isinstance(cell["details"], str) else cell["details"])]
-    return pd.DataFrame(rows)
-
-
-def _calendar_order(chunks: pd.DataFrame) -> pd.DataFrame:
-    """The distinct (scenario, label) chunks in calendar order: by label, numerically where every label is a number."""
-    chunks = chunks[["scenario", "label"]].drop_duplicates()
-    numeric = pd.to_numeric(chunks["label"], errors="coerce")
-    key = numeric if numeric.notna().all() else chunks["label"].astype(str)
-    return chunks.assign(_key=key.to_numpy()).sort_values(["_key", "scenario"]).drop(columns="_key")
-
-
-def _setting_label(method: str, hparams: str) -> str:
-    """A method setting in a legend: ``atc score=negative_entropy``."""
-    values = json.loads(hparams)
-    return " ".join([method, *(f"{k}={v}" for k, v in sorted(values.items()))])
-
-
-def chunk_estimates_figure(frame: pd.DataFrame) -> Any:
-    """Estimated and realised accuracy per calendar chunk (e.g. NYC flights by month) from a records frame's
-    ``details``: one panel per (dataset, model), one line per estimator setting and the realised accuracy,
-    each the mean over the seeds. Returns a matplotlib Figure (Agg), or ``None`` when no finished cell of a
-    ``chunk_by`` scenario has details."""
-    details = calendar_chunk_details(frame)
-    if details.empty:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    panels = list(details.groupby(["dataset", "model"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(9.5 * len(panels), 4.2), squeeze=False)
-    for ax, ((dataset, model), part) in zip(axes[0], panels):
-        order = pd.MultiIndex.from_frame(_calendar_order(part))
-        realised = part.groupby(["scenario", "label", "seed"])["realised"].first().groupby(["scenario", "label"]).mean()
-        x = np.arange(len(order))
-        ax.plot(x, realised.reindex(order).to_numpy() * 100, color="black", linestyle="--", marker="s", linewidth=2,
-                label="realised")
-        for (method, hparams), rows in part.groupby(["method", "hparams"], sort=True):
-            estimate = rows.groupby(["scenario", "label"])["estimate"].mean().reindex(order)
-            ax.plot(x, estimate.to_numpy() * 100, marker="o", markersize=4, label=_setting_label(method, hparams))
-        labels = order.get_level_values("label")
-        ticks = labels if labels.is_unique else [f"{s} {lab}" for s, lab in order]
-        ax.set_xticks(x, ticks, rotation=45 if len(x) > 12 else 0, ha="right" if len(x) > 12 else "center", fontsize=8)
-        chunk_by = ", ".join(sorted(part["chunk_by"].astype(str).unique()))
-        ax.set(xlabel=chunk_by, ylabel="accuracy (%)",
-               title=f"{dataset} / {model}\nestimated and realised accuracy per {chunk_by}, mean of "
-                     f"{part['seed'].nunique()} seeds")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    return fig

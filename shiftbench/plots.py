@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from shiftbench.metric_facts import metric_facts  # noqa: E402
-from shiftbench.monitoring import chunk_estimates_figure  # noqa: E402
+from shiftbench.chunk_figure import chunk_estimates_figure  # noqa: E402
 from shiftbench.report import full_leaderboard, rank_cells, row_keys, seed_scores  # noqa: E402
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 from shiftbench.cache import ArrayCache, stable_hash
 from shiftbench.dataset import LABEL_COLUMNS, SCENARIO_METADATA, Dataset, Split
 from shiftbench.errors import ShiftbenchError
-from shiftbench.monitoring import chunk_by_period
+from shiftbench.chunks import chunk_by_period
 from shiftbench.seeding import generator
 
 ORDERS = ("iid", "class_sorted", "dirichlet")

@@ -13,7 +13,7 @@ from shiftbench.dataset import load_for_seed
 from shiftbench.datasets.nycflights import NYCFlights
 from shiftbench.errors import ShiftbenchError
 from shiftbench.models import build_model
-from shiftbench.monitoring import chunk_estimates_figure
+from shiftbench.chunk_figure import chunk_estimates_figure
 from shiftbench.scenarios import Scenario, batch_labels, check_chunk_columns, expand_scenarios
 from shiftbench.store import RecordStore
 

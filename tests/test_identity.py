@@ -51,8 +51,11 @@ def test_real_plugins_cover_the_shiftbench_modules_they_import():
     tent = identity.module_closure("shiftbench.methods.tent")
     assert "shiftbench.methods.bn_adapt" in tent and "shiftbench.families" in tent
     assert "shiftbench.methods.bn_adapt" not in identity.module_closure("shiftbench.methods.source_only")
-    assert "shiftbench.monitoring" in identity.module_closure("shiftbench.methods.cbpe")
+    assert "shiftbench.methods._monitoring" in identity.module_closure("shiftbench.methods.cbpe")
     assert "shiftbench.scenarios" in identity.module_closure(identity.HARNESS_MODULES[1])
+    harness = set().union(*(identity.module_closure(m) for m in identity.HARNESS_MODULES))
+    assert "shiftbench.chunks" in harness  # calendar chunks are part of the stream
+    assert not {"shiftbench.chunk_figure", "shiftbench.plots", "shiftbench.methods._monitoring"} & harness  # figures are not
 
 
 @pytest.mark.parametrize("part", ["method_code", "model_code", "dataset_code", "harness_code"])
