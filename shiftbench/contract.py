@@ -41,7 +41,7 @@ from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter, Method, ModelAdapter, OutputAdapter, PerformanceEstimator, Task
 from shiftbench.grids import grid_points, sub_grids
-from shiftbench.models import SourceModel, state_fingerprint
+from shiftbench.model import SourceModel, state_fingerprint
 
 FAMILIES: dict[str, type] = {"output": OutputAdapter, "tta": ModelAdapter, "domain": DomainAdapter,
                              "estimator": PerformanceEstimator}

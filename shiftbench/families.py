@@ -53,7 +53,7 @@ from shiftbench.dataset import DataFacts, Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
 from shiftbench.hyperparameters import Hyperparameter
 from shiftbench.metric_facts import MetricFacts, register_metric
-from shiftbench.models import SourceModel
+from shiftbench.model import SourceModel
 from shiftbench.seeding import generator, int_seed
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from shiftbench import reproductions
 from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError
 from shiftbench.provenance import provenance
-from shiftbench.reproduce import Reproduced, Reproduction, registry
+from shiftbench.reproduction import Reproduced, Reproduction
 
 RESULT_COLUMNS = ["ours", "paper", "delta"]
 
@@ -22,10 +23,10 @@ RESULT_COLUMNS = ["ours", "paper", "delta"]
 def list_reproductions() -> str:
     """One paragraph per registered reproduction: name, offline or which data it needs, citation, setting."""
     lines = []
-    for name, cls in registry.scan_all().items():
+    for name, cls in reproductions.registry.scan_all().items():
         data = "offline (runs in CI)" if cls.offline else f"needs data: {cls.data_command or 'see its setting'}"
         lines += [f"{name}  [{data}]", f"    {cls.citation}", f"    {cls.setting}", ""]
-    for module, tb in registry.import_errors().items():
+    for module, tb in reproductions.registry.import_errors().items():
         lines.append(f"warning: reproduction module {module!r} failed to import:\n{tb}")
     return "\n".join(lines) if lines else "(no reproductions registered)"
 
@@ -72,7 +73,7 @@ def markdown(repro: Reproduction, result: Reproduced, quick: bool) -> str:
 def reproduce(name: str, output_dir: Path | str, quick: bool = False) -> pd.DataFrame:
     """Run reproduction ``name``, print it and write ``table.md``, ``table.csv`` and ``records.csv`` to
     ``<output_dir>/<name>/`` (``<name>-quick/`` when ``quick``); returns the table."""
-    repro = registry.get(name)()
+    repro = reproductions.load(name)
     result = repro.run(quick=quick)
     result = Reproduced(check_table(name, result.table), with_provenance(repro, result.records), result.notes)
     folder = Path(output_dir) / f"{name}{'-quick' if quick else ''}"

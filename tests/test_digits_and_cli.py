@@ -93,7 +93,7 @@ def test_nan_logits_are_caught_at_the_model_boundary(digits_small, cache_dir):
 
     from shiftbench.cache import ArrayCache
     from shiftbench.errors import InvalidArrayError
-    from shiftbench.models import SourceModel, image_preprocess
+    from shiftbench.model import SourceModel, image_preprocess
 
     backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
     head = torch.nn.Linear(4, 10)

@@ -20,7 +20,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import OutputAdapter
 from shiftbench.grids import expand, grid_points
 from shiftbench.methods.lame import LAME, lame
-from shiftbench.models import load_cached_weights
+from shiftbench.model import load_cached_weights
 from shiftbench.store import RecordStore
 
 # --- unreadable cache files ---------------------------------------------------------------------------------

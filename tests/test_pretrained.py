@@ -13,7 +13,8 @@ from sklearn.linear_model import LogisticRegression
 
 from shiftbench.cache import ArrayCache
 from shiftbench.datasets import load
-from shiftbench.models import build_model, state_fingerprint
+from shiftbench.model import state_fingerprint
+from shiftbench.models import build_model
 from shiftbench.models.pretrained import RANDOM_INIT, fit_linear_head, stratified_subset
 
 sys.path.insert(0, str(Path(__file__).parent))

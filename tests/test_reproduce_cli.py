@@ -7,8 +7,9 @@ import pytest
 
 from shiftbench.cli import main
 from shiftbench.errors import ShiftbenchError
-from shiftbench.reproduce import Reproduced, Reproduction, registry
+from shiftbench.reproduction import Reproduced, Reproduction
 from shiftbench.reproduction_report import check_table, reproduce
+from shiftbench.reproductions import registry
 
 
 class TinyTable(Reproduction):

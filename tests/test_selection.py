@@ -191,7 +191,7 @@ def test_nested_cv_selects_the_inner_argmax_and_reports_outer_accuracy(problem):
 
 
 def test_reproduction_quick_run():
-    from shiftbench.reproduce import registry
+    from shiftbench.reproductions import registry
 
     result = registry.get("skada-bench-simulated")().run(quick=True)
     table = result.table

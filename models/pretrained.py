@@ -30,7 +30,7 @@ from torch import nn
 
 from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
 from shiftbench.errors import ShiftbenchError
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
+from shiftbench.model import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
 
 RANDOM_INIT = "random-init (weights unavailable offline)"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

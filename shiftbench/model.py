@@ -1,9 +1,11 @@
 """Source models: a backbone giving ``features(x)`` and a linear head giving ``logits``.
 
-A model plugin is a :class:`ModelSpec` subclass in a module of this package (one file per model
-family); ``build(dataset, seed, ...)`` returns a :class:`SourceModel`, trained by the harness and
-cached, or loaded from shipped weights. :meth:`SourceModel.outputs` runs the forward pass over a
-split once and caches features and logits by (model fingerprint, split fingerprint).
+A model plugin is a :class:`ModelSpec` subclass in a module of the ``models/`` room (one file per
+model family, ``shiftbench.models.<name>``, discovered by :mod:`shiftbench.models`);
+``build(dataset, seed, ...)`` returns a :class:`SourceModel`, trained by the harness and cached, or
+loaded from shipped weights. :meth:`SourceModel.outputs` runs the forward pass over a split once and
+caches features and logits by (model fingerprint, split fingerprint). The helpers plugins build with
+(:func:`image_preprocess`, :func:`state_fingerprint`, :func:`load_cached_weights`) are here too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from torch import nn
 
 from shiftbench.arrays import check_matrix
 from shiftbench.cache import ArrayCache, set_aside
-from shiftbench.plugins import PluginRegistry
 
 
 @dataclass
@@ -105,14 +106,6 @@ class ModelSpec:
 
     def build(self, dataset: Any, seed: int, cache_root: Path, device: str = "cpu") -> SourceModel:
         raise NotImplementedError
-
-
-registry = PluginRegistry("model", __name__, "shiftbench.models", ModelSpec)
-
-
-def build_model(name: str, dataset: Any, seed: int, cache_root: Path, device: str = "cpu", **options: Any) -> SourceModel:
-    """Build (train or load, cached) the model plugin ``name`` for ``dataset``."""
-    return registry.get(name)(**options).build(dataset, seed, Path(cache_root), device)
 
 
 def state_fingerprint(module: nn.Module) -> str:

@@ -1,4 +1,5 @@
-"""Paper-table reproductions: one module per table in ``shiftbench/reproductions/``, discovered by name.
+"""Paper-table reproductions: what a reproduction is. The plugins live in the ``reproductions/`` room,
+one module per table (``shiftbench.reproductions.<name>``), discovered by :mod:`shiftbench.reproductions`.
 
 A reproduction subclasses :class:`Reproduction`, sets ``name``, ``citation``, ``setting`` and
 ``offline``, and implements ``run(quick)`` returning a :class:`Reproduced`: the table (key columns
@@ -13,8 +14,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
-
-from shiftbench.plugins import PluginRegistry
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,3 @@ class Reproduction:
     def run(self, quick: bool = False) -> Reproduced:
         """Compute the table (``quick``: a reduced setting for tests), its records and notes."""
         raise NotImplementedError
-
-
-registry = PluginRegistry("reproduction", "shiftbench.reproductions", "shiftbench.reproductions", Reproduction)

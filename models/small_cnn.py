@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from shiftbench.cache import atomic_write_bytes, code_version, stable_hash
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
+from shiftbench.model import ModelSpec, SourceModel, image_preprocess, load_cached_weights, state_fingerprint
 from shiftbench.threads import torch_threads
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from shiftbench import scorers
 from shiftbench.report import to_markdown
-from shiftbench.reproduce import Reproduced, Reproduction
+from shiftbench.reproduction import Reproduced, Reproduction
 from shiftbench.reproductions.skada_bench_simulated import (METHODS, SkadaBenchSimulated, agreement_notes, compare,
                                                             run_cells)
 from shiftbench.selection import selection_table

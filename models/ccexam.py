@@ -15,7 +15,7 @@ from torch import nn
 
 from shiftbench.cache import error_line
 from shiftbench.errors import ShiftbenchError
-from shiftbench.models import ModelSpec, SourceModel, image_preprocess, read_state, state_fingerprint
+from shiftbench.model import ModelSpec, SourceModel, image_preprocess, read_state, state_fingerprint
 
 
 class _CCExamModel(ModelSpec):

@@ -16,7 +16,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from shiftbench.models import ModelSpec, SourceModel, state_fingerprint
+from shiftbench.model import ModelSpec, SourceModel, state_fingerprint
 
 ABSENT_CLASS_BIAS = -30.0  # logit of a class that never occurs in train
 

@@ -45,7 +45,7 @@ from joblib import Parallel, delayed
 
 from shiftbench import methods, scorers
 from shiftbench.grids import grid_points
-from shiftbench.reproduce import Reproduced, Reproduction
+from shiftbench.reproduction import Reproduced, Reproduction
 from shiftbench.scoring import Scorer
 from shiftbench.selection import DomainSplit, domain_shuffle_splits, nested_cv
 

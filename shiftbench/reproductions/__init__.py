@@ -1,1 +1,0 @@
-"""Paper-table reproductions, one module per table (see shiftbench.reproduce)."""
