@@ -1,6 +1,7 @@
 """A static, self-contained HTML leaderboard: the marked table with an inline column sorter and the
 figures embedded as base64 PNG (no external scripts, styles or images, so the file can be mailed or
-uploaded as a CI artifact).
+uploaded as a CI artifact). The page itself, its styles and its sorter are the template
+``shiftbench/templates/leaderboard.html``; this module fills in the title, legend, table, notes and figures.
 
 :func:`render_html` renders a :class:`~shiftbench.report.Leaderboard`; :func:`html_page` puts any wide
 table (every column it has, oracle rows styled) on such a page, e.g. a selection-aware leaderboard.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import html
+import re
+from importlib import resources
 from typing import Sequence
 
 import pandas as pd
@@ -23,49 +26,19 @@ from matplotlib.figure import Figure
 from shiftbench.plots import FigureSpec, build_figures, default_figures, png_bytes
 from shiftbench.report import Leaderboard, legend
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; white-space: nowrap; }
-th { background: #f0f0f0; cursor: pointer; user-select: none; }
-th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
-tr.oracle td { font-style: italic; background: #fff6e0; }
-figure { display: inline-block; margin: 1em 1em 0 0; }
-p.legend { max-width: 60em; font-size: 0.85em; color: #555; }
-"""
+#: the page (styles and the sorter inline), with ``{{name}}`` placeholders filled by :func:`html_page`
+PAGE_TEMPLATE = "leaderboard.html"
 
-_SORTER = """
-(function () {
-  var table = document.getElementById("leaderboard");
-  function key(text) {
-    var m = text.trim().match(/^-?\\d+(\\.\\d+)?/);
-    return m ? [0, parseFloat(m[0]), ""] : [1, 0, text.trim().toLowerCase()];
-  }
-  function sortBy(index, descending) {
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a.cells[index].textContent), y = key(b.cells[index].textContent);
-      var c = x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
-      return descending ? -c : c;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
-      th.className = i === index ? (descending ? "desc" : "asc") : "";
-    });
-    table.setAttribute("data-sorted", index + (descending ? ":desc" : ":asc"));
-  }
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
-    th.addEventListener("click", function () { sortBy(i, th.className === "asc"); });
-  });
-  var m = window.location.hash.match(/^#sort=(-?)(\\d+)$/);
-  if (m) { sortBy(parseInt(m[2], 10), m[1] === "-"); }
-  window.addEventListener("load", function () {
-    var shown = Array.prototype.filter.call(document.images, function (im) { return im.naturalWidth > 0; });
-    document.body.setAttribute("data-images-rendered", String(shown.length));
-  });
-})();
-"""
+
+def page_template() -> str:
+    """The text of the page template, a package-data file of ``shiftbench/templates/``."""
+    return resources.files("shiftbench").joinpath("templates", PAGE_TEMPLATE).read_text(encoding="utf-8")
+
+
+def fill(template: str, **values: str) -> str:
+    """``template`` with each ``{{name}}`` replaced by ``values[name]``, in one pass (a value holding
+    ``{{...}}`` is left as it is)."""
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
 
 
 def figure_tag(fig: Figure, caption: str) -> str:
@@ -95,13 +68,10 @@ def html_page(table: pd.DataFrame, legend_text: str, title: str = "shiftbench le
               figures: Sequence[tuple[Figure, str]] = ()) -> str:
     """The whole page around a wide ``table``: title, legend, the sortable table, ``notes`` (records left out,
     failed cells) and the ``(figure, caption)`` pairs."""
-    body = "\n".join(figure_tag(fig, caption) for fig, caption in figures)
     listed = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p class=\"legend\">{html.escape(legend_text)}</p>\n"
-            f"{table_html(table)}\n" + (f"<ul class=\"notes\">{listed}</ul>\n" if listed else "")
-            + f"<section id=\"figures\">{body}</section>\n<script>{_SORTER}</script>\n</body></html>\n")
+    return fill(page_template(), title=html.escape(title), legend=html.escape(legend_text), table=table_html(table),
+                notes=f"<ul class=\"notes\">{listed}</ul>\n" if listed else "",
+                figures="\n".join(figure_tag(fig, caption) for fig, caption in figures))
 
 
 def render_html(board: Leaderboard, figures: Sequence[FigureSpec] | None = None,
