@@ -1,13 +1,17 @@
 """The method-plugin contract: checks every plugin must pass, run by ``shiftbench check-method NAME``
 and by ``tests/test_contract.py`` over every registered method.
 
-The checks run the plugin through its family's ``run`` on a tiny synthetic task (3 classes, 6-D
-Gaussian blobs, a small MLP with BatchNorm trained in a fraction of a second) exactly as the
-runner would:
+The behavioural checks run the plugin through the one lifecycle (:meth:`Method.run`: ``prepare``,
+then ``process`` on each batch, checked and collected by the family) on a tiny synthetic task (3
+classes, 6-D Gaussian blobs, a small MLP with BatchNorm trained in a fraction of a second) exactly as
+the runner would:
 
-- ``interface``: subclass of a family, a ``name``, a ``grid`` (a dict, or a list of dicts crossed
-  separately: :mod:`shiftbench.grids`) whose keys are ``__init__`` keyword arguments stored as
-  attributes, non-empty value lists, and every grid point instantiates;
+- ``interface``: subclass of a family, a ``name``, the family's hooks implemented, no ``__init__`` of
+  its own (the declaration builds it) and no override of ``run`` (the lifecycle is the family's);
+- ``hyperparameters``: declared in ``hyperparameters`` with :mod:`shiftbench.hyperparameters`
+  declarations, every default passes its own check, the ``grid`` (a dict, or a list of dicts crossed
+  separately: :mod:`shiftbench.grids`) has declared keys, non-empty value lists and values that pass
+  ``cls.check_setting``, and ``get_params()`` gives back the setting an instance was built with;
 - ``determinism``: two fresh instances under the same seed give identical outputs;
 - ``no_target_labels``: the output does not change when the hidden target labels are permuted
   (and the task handed over has no ``y``);
@@ -26,6 +30,8 @@ import math
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,13 +47,22 @@ from shiftbench.dataset import Dataset, Split
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter, Method, ModelAdapter, OutputAdapter, PerformanceEstimator, Task
 from shiftbench.grids import grid_points, sub_grids
+from shiftbench.hyperparameters import Hyperparameter
 from shiftbench.model import SourceModel, state_fingerprint
+from shiftbench.seeding import seed_globals
 
 FAMILIES: dict[str, type] = {"output": OutputAdapter, "tta": ModelAdapter, "domain": DomainAdapter,
                              "estimator": PerformanceEstimator}
 N_CLASSES, N_FEATURES = 3, 6
 #: examples streamed one at a time by the batch-size-1 check
 N_SINGLE = 24
+#: hooks of the API before the one lifecycle, and what replaces each (named when a plugin still has them)
+OLD_HOOKS = {
+    "adapt": "process(batch), reading batch.probs and batch.feats",
+    "setup": "prepare(task), taking task.network()",
+    "step": "process(batch), returning the logits of batch.inputs",
+    "estimate_accuracy": "process(chunk), reading chunk.probs (and chunk.feats if needed)",
+}
 
 
 class ContractError(ShiftbenchError, AssertionError):
@@ -142,10 +157,10 @@ def contract_task(dataset: ContractDataset, cache_dir: Path, batch_size: int = 2
 
 
 def run_method(cls: type, hparams: dict[str, Any], task: Task) -> Any:
-    """Instantiate and run a plugin under the task's seed, as the runner does."""
-    np.random.seed(task.seed)
-    torch.manual_seed(task.seed)
-    return cls(**hparams).run(task)
+    """Build a plugin and run its lifecycle on the task under the cell's seed, as the runner does."""
+    method = cls(**hparams)
+    seed_globals(task.seed)
+    return method.run(task)
 
 
 # --- the checks --------------------------------------------------------------------------------------------
@@ -157,7 +172,7 @@ def first_point(cls: type) -> dict[str, Any]:
 
 
 def check_interface(cls: type, cache_dir: Path) -> None:
-    """Family subclass, name, grid keys are ``__init__`` kwargs stored as attributes; grid points instantiate."""
+    """Family subclass, a name, the family's hooks implemented; no own ``__init__``, no override of ``run``."""
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise ContractError(f"{cls!r} is not a subclass of shiftbench.families.Method")
     family = next((f for f, base in FAMILIES.items() if issubclass(cls, base)), None)
@@ -165,28 +180,65 @@ def check_interface(cls: type, cache_dir: Path) -> None:
         raise ContractError(f"{cls.__qualname__} subclasses none of the families {', '.join(f'{k} ({v.__name__})' for k, v in FAMILIES.items())}")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name.replace("_", "").replace("-", "").isalnum():
         raise ContractError(f"{cls.__qualname__} needs a class attribute `name` (letters, digits, _ or -)")
+    if cls.__init__ is not Method.__init__:
+        raise ContractError(f"{_defined_in(cls, '__init__')} defines __init__; remove it and declare the hyperparameters "
+                            "instead (hyperparameters = {\"lr\": Float(1e-3, above=0)}, shiftbench.hyperparameters), "
+                            "building fitted helpers in prepare or fit")
+    if cls.run is not Method.run:
+        raise ContractError(f"{_defined_in(cls, 'run')} overrides run, the lifecycle every method shares; remove it and "
+                            f"put the work in prepare(task) (once per cell) and process(batch) (each batch) of the "
+                            f"{family} family")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        old = [f"{hook} -> {new}" for hook, new in OLD_HOOKS.items() if hasattr(cls, hook)]
+        raise ContractError(f"{cls.__qualname__} does not implement {', '.join(missing)} of the {family} family"
+                            + (f"; it has hooks of the old API, replace them: {'; '.join(old)}" if old else
+                               " (see the table in shiftbench.families)"))
+
+
+@contextmanager
+def _breach(context: str = "") -> Iterator[None]:
+    """A ShiftbenchError raised inside becomes a broken rule: a ContractError, ``context`` before its message."""
     try:
-        subs = sub_grids(cls.grid, f"`grid` of {cls.name!r}")
+        yield
     except ShiftbenchError as exc:
-        raise ContractError(str(exc)) from exc
-    defaults = cls.default_hyperparameters()
-    unknown = sorted({k for sub in subs for k in sub} - set(defaults))
-    if unknown:
-        raise ContractError(f"grid keys {unknown} of {cls.name!r} are not keyword arguments of __init__ with a default "
-                            f"(those are {sorted(defaults) or 'none'})")
+        raise ContractError(f"{context}{exc}") from exc
+
+
+def _defined_in(cls: type, attribute: str) -> str:
+    """The qualified name of the class in ``cls``'s MRO that defines ``attribute``."""
+    return next(k.__qualname__ for k in cls.__mro__ if attribute in vars(k))
+
+
+def check_hyperparameters(cls: type, cache_dir: Path) -> None:
+    """Declared hyperparameters with valid defaults; grid keys declared, grid values valid; get_params round-trips."""
+    declared = cls.declared()
+    bad = {k: h for k, h in declared.items() if not (isinstance(k, str) and k.isidentifier() and isinstance(h, Hyperparameter))}
+    if bad:
+        raise ContractError(f"hyperparameters {bad} of {cls.name!r} are not declared with shiftbench.hyperparameters "
+                            "(name -> Float, Int, Bool, Choice, e.g. {\"lr\": Float(1e-3, above=0)})")
+    for key, hyperparameter in declared.items():
+        with _breach(f"the declared default of {key!r} fails its own declaration: "):
+            hyperparameter.check(hyperparameter.default, key, cls.name)
+    with _breach(f"the declared defaults of {cls.name!r} are rejected together (check_together): "):
+        cls.check_setting({})
+    with _breach():
+        subs = sub_grids(cls.grid, f"`grid` of {cls.name!r}")
     for sub in subs:
         for key, values in sub.items():
             if not isinstance(values, list) or not values:
                 raise ContractError(f"grid[{key!r}] of {cls.name!r} must be a non-empty list; got {values!r}")
-    for point in grid_points(cls):
-        instance = cls(**point)
-        missing = [k for k in defaults if not hasattr(instance, k)]
-        if missing:
-            raise ContractError(f"{cls.name!r} does not store hyperparameters {missing} as attributes of the same name "
-                                "(scikit-learn convention; get_params() needs them)")
-        changed = {k: (v, instance.get_params()[k]) for k, v in point.items() if not _same_value(instance.get_params()[k], v)}
-        if changed:
-            raise ContractError(f"{cls.name!r} does not keep hyperparameters as given: {changed}")
+    with _breach():
+        points = grid_points(cls)
+    for point in points:
+        params = cls(**point).get_params()
+        expected = cls.check_setting(point)
+        if set(params) != set(expected) or not all(_same_value(params[k], v) for k, v in expected.items()):
+            raise ContractError(f"{cls.name!r} built with {point} reports get_params() = {params}, expected {expected} "
+                                "(every declared hyperparameter, as given or its default)")
+        rebuilt = cls(**params).get_params()
+        if not all(_same_value(rebuilt.get(k), v) for k, v in params.items()):
+            raise ContractError(f"{cls.name!r} rebuilt from its get_params() {params} reports {rebuilt}")
 
 
 def check_determinism(cls: type, cache_dir: Path) -> None:
@@ -194,8 +246,8 @@ def check_determinism(cls: type, cache_dir: Path) -> None:
     task, _ = contract_task(ContractDataset(), cache_dir)
     first, second = (run_method(cls, first_point(cls), task) for _ in range(2))
     if not _same_output(first, second):
-        raise ContractError(f"{cls.name!r} gave different outputs in two runs under seed {task.seed}; seed every random "
-                            "generator from task.seed (numpy Generator, torch.Generator) or the global seeds")
+        raise ContractError(f"{cls.name!r} gave different outputs in two runs under seed {task.seed}; draw every random "
+                            "number from self.random_state (set by run from the cell's seed) or task.rng(purpose)")
 
 
 def check_no_target_labels(cls: type, cache_dir: Path) -> None:
@@ -258,6 +310,7 @@ def check_config_roundtrip(cls: type, cache_dir: Path) -> None:
 
 CHECKS: dict[str, Callable[[type, Path], None]] = {
     "interface": check_interface,
+    "hyperparameters": check_hyperparameters,
     "determinism": check_determinism,
     "no_target_labels": check_no_target_labels,
     "batch_size_1": check_batch_size_1,
@@ -270,7 +323,7 @@ def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
     """Run one named check on a plugin class and report passed / failed / skipped (not applicable); a
     plugin that crashes anywhere (its ``__init__`` included) fails the check, never the whole run."""
     try:
-        if check not in ("interface", "config_roundtrip"):
+        if check not in ("interface", "hyperparameters", "config_roundtrip"):
             reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset().facts())
             if reason:
                 return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")

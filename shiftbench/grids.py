@@ -97,8 +97,12 @@ def _ident(value: Any) -> str:
 
 def grid_points(cls: type, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Hyperparameter settings a runner evaluates for plugin ``cls``: its ``grid`` with config overrides
-    applied (see :func:`with_overrides`), expanded. Names that are not keyword arguments of the
-    plugin's ``__init__`` raise a :class:`ShiftbenchError` listing the valid ones."""
+    applied (see :func:`with_overrides`), expanded, each as given (defaults not filled in).
+
+    Every setting is validated against the plugin's declaration (``cls.check_setting``) without building
+    the plugin, so a bad value in the grid or in a config override fails here, before any cell runs:
+    names that are not declared raise a :class:`ShiftbenchError` listing the valid ones, and an invalid
+    value one naming the setting, the hyperparameter and what it must be."""
     name = getattr(cls, "name", cls.__name__)
     subs = with_overrides(sub_grids(cls.grid, f"grid of method {name!r}"), overrides)
     valid = cls.default_hyperparameters()
@@ -106,4 +110,10 @@ def grid_points(cls: type, overrides: Mapping[str, Any] | None = None) -> list[d
     if unknown:
         raise ShiftbenchError(f"grid for method {name!r} names unknown hyperparameters {unknown}; "
                               f"valid: {sorted(valid) or '(none)'}")
-    return expand(subs)
+    points = expand(subs)
+    for point in points:
+        try:
+            cls.check_setting(point)
+        except ShiftbenchError as exc:
+            raise ShiftbenchError(f"grid point {_ident(point)} of method {name!r} is invalid: {exc}") from exc
+    return points

@@ -1,13 +1,26 @@
-"""``shiftbench new-method NAME --family F``: write a working, documented plugin and its test."""
+"""``shiftbench new-method NAME --family F``: write a working, documented plugin and its test.
+
+The texts are package data (``shiftbench/templates/``): ``method_header.py.txt`` (the module docstring
+stating the contract) followed by ``method_<family>.py.txt`` (one per family), and ``method_test.py.txt``;
+placeholders (``string.Template``): ``$name`` (registry name), ``$cls`` (class name), ``$family``.
+"""
 
 from __future__ import annotations
 
 import keyword
+from importlib import resources
 from pathlib import Path
 from string import Template
 
 from shiftbench.errors import ShiftbenchError
-from shiftbench.method_templates import TEMPLATES, TEST
+
+#: the families ``new-method`` has a template for (``templates/method_<family>.py.txt``)
+FAMILIES = ("output", "tta", "domain", "estimator")
+
+
+def template(name: str) -> Template:
+    """The package-data template ``shiftbench/templates/<name>``."""
+    return Template(resources.files("shiftbench").joinpath("templates", name).read_text())
 
 
 def class_name(name: str) -> str:
@@ -36,14 +49,15 @@ def validate_name(name: str) -> None:
 def new_method(name: str, family: str, methods_dir: Path | None = None, tests_dir: Path | None = None,
                force: bool = False) -> list[Path]:
     """Write ``<methods_dir>/<name>.py`` from the family's template and ``<tests_dir>/test_method_<name>.py``."""
-    if family not in TEMPLATES:
-        raise ShiftbenchError(f"unknown family {family!r}; valid families: {', '.join(TEMPLATES)}")
+    if family not in FAMILIES:
+        raise ShiftbenchError(f"unknown family {family!r}; valid families: {', '.join(FAMILIES)}")
     validate_name(name)
     methods_dir = Path(methods_dir or default_methods_dir())
     tests_dir = Path(tests_dir or methods_dir.parent / "tests")
     values = {"name": name, "cls": class_name(name), "family": family}
-    files = {methods_dir / f"{name}.py": Template(TEMPLATES[family]).substitute(values),
-             tests_dir / f"test_method_{name}.py": Template(TEST).substitute(values)}
+    plugin = template("method_header.py.txt").substitute(values) + template(f"method_{family}.py.txt").substitute(values)
+    files = {methods_dir / f"{name}.py": plugin,
+             tests_dir / f"test_method_{name}.py": template("method_test.py.txt").substitute(values)}
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:
         raise ShiftbenchError(f"{', '.join(existing)} already exist; pass --force to overwrite")

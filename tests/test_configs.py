@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from shiftbench.errors import ShiftbenchError
 from shiftbench.runner import expand_cells
 
 CONFIGS = resources.files("shiftbench.configs")
@@ -44,6 +45,17 @@ def test_experiment_configs_expand(name):
 def test_default_config_is_the_offline_digits_benchmark():
     cfg = composed([])
     assert cfg["dataset"]["name"] == "digits" and set(cfg["method"]) >= {"source_only", "bn_adapt"}
+
+
+@pytest.mark.parametrize("override,says", [
+    ("+grid.lame.k=[-1]", "of method 'lame' is invalid: lame: k must be an integer >= 1; got -1"),
+    ("+grid.lame.affinity=[cosine]", "of method 'lame' is invalid: lame: unknown affinity 'cosine'"),
+    ("+grid.lame.kk=[3]", "grid for method 'lame' names unknown hyperparameters ['kk']"),
+])
+def test_a_bad_grid_override_fails_in_one_line_when_cells_are_expanded(override, says):
+    with pytest.raises(ShiftbenchError) as err:
+        expand_cells(composed(["method=[source_only,lame]", override]))
+    assert says in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ from shiftbench.cache import ArrayCache, CacheWarning, FileWriteError, atomic_wr
 from shiftbench.cli import main
 from shiftbench.contract import CHECKS, check_method
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import OutputAdapter
+from shiftbench.families import Batch, OutputAdapter
 from shiftbench.grids import expand, grid_points
+from shiftbench.hyperparameters import Choice, Float, Int
 from shiftbench.methods.lame import LAME, lame
 from shiftbench.model import load_cached_weights
 from shiftbench.store import RecordStore
@@ -195,13 +196,11 @@ def test_lame_grid_has_no_two_settings_with_the_same_effect():
 
 class SubGrids(OutputAdapter):
     name = "leaves_sub_grids"
+    hyperparameters = {"mode": Choice("a", ("a", "b", "c")), "width": Int(1), "scale": Float(1.0, above=0)}
     grid = [{"mode": ["a", "b"], "width": [1, 2]}, {"mode": ["c"]}]
 
-    def __init__(self, mode: str = "a", width: int = 1, scale: float = 1.0):
-        self.mode, self.width, self.scale = mode, width, scale
-
-    def adapt(self, probs, feats):
-        return probs
+    def process(self, batch):
+        return batch.probs
 
 
 def _settings(points):
@@ -251,7 +250,7 @@ def test_the_runner_and_selection_expand_grids_the_same_way():
 
 
 def test_the_contract_accepts_sub_grids_and_rejects_malformed_ones():
-    assert check_method(SubGrids, ["interface"])[0].status == "passed"
+    assert all(r.status == "passed" for r in check_method(SubGrids, ["interface", "hyperparameters"]))
 
     class NotAGrid(SubGrids):
         name = "leaves_not_a_grid"
@@ -262,5 +261,5 @@ def test_the_contract_accepts_sub_grids_and_rejects_malformed_ones():
         grid = [{"mode": ["a"]}, {"width": []}]
 
     for bad in (NotAGrid, EmptyValues):
-        result = check_method(bad, ["interface"])[0]
+        result = check_method(bad, ["hyperparameters"])[0]
         assert result.status == "failed" and "grid" in result.message

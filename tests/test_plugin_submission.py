@@ -56,11 +56,27 @@ def test_scaffold_refuses_bad_or_taken_names_and_existing_files(tmp_path):
         new_method("fresh_one", "output", tmp_path, tmp_path)
 
 
-def test_cli_new_method(tmp_path, capsys):
+def test_cli_new_method_writes_a_plugin_that_check_method_passes(tmp_path, capsys, monkeypatch):
     assert main(["new-method", "cli_made", "--family", "estimator", "--methods-dir", str(tmp_path / "m"),
                  "--tests-dir", str(tmp_path / "t")]) == 0
     assert (tmp_path / "m" / "cli_made.py").exists() and (tmp_path / "t" / "test_method_cli_made.py").exists()
     assert "shiftbench check-method cli_made" in capsys.readouterr().out
+    registry = fresh_registry()  # as if the file had been written to methods/ and discovered there
+    registry.register(import_file(tmp_path / "m" / "cli_made.py", "scaffolded_cli_made").CliMade)
+    monkeypatch.setattr(methods, "registry", registry)
+    assert main(["check-method", "cli_made"]) == 0
+    assert "cli_made: 7/7 checks passed" in capsys.readouterr().out
+    generated = import_file(tmp_path / "t" / "test_method_cli_made.py", "scaffolded_test_cli_made")
+    generated.test_cli_made_is_discovered_with_a_valid_grid()
+
+
+def test_the_templates_are_package_data_of_the_new_api():
+    from shiftbench.scaffold import FAMILIES, template
+
+    for family in FAMILIES:
+        text = template(f"method_{family}.py.txt").template
+        assert "hyperparameters = {" in text and "grid = " in text and "def __init__" not in text
+        assert not any(old in text for old in ("def adapt(", "def setup(", "def step(", "estimate_accuracy", "uses_features"))
 
 
 def fresh_registry():
