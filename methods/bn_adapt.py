@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import ModelAdapter, Task
-from shiftbench.validation import check_number
+from shiftbench.families import Batch, ModelAdapter, Task
+from shiftbench.hyperparameters import Float
 
 
 def batchnorm_layers(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -67,28 +67,32 @@ class BNAdapt(ModelAdapter):
     """Test-time BatchNorm: statistics from each target batch (or a running average with momentum)."""
 
     name = "bn_adapt"
+    hyperparameters = {
+        "momentum": Float(None, above=0, at_most=1, allow_none=True,
+                          doc="momentum of running target statistics (None: each batch's own statistics)"),
+        "prior": Float(None, at_least=0, allow_none=True,
+                       doc="Schneider et al.'s N: weight of the source statistics against the batch's"),
+    }
     grid = {"momentum": [None]}
 
-    def __init__(self, momentum: float | None = None, prior: float | None = None):
-        check_number(momentum, "momentum", "bn_adapt", above=0, at_most=1, allow_none=True)
-        check_number(prior, "prior", "bn_adapt", at_least=0, allow_none=True)
-        if prior is not None and momentum is not None:
+    @classmethod
+    def check_together(cls, values: dict) -> None:
+        if values["prior"] is not None and values["momentum"] is not None:
             raise ShiftbenchError("bn_adapt: give either momentum (running target statistics) or prior "
                                   "(Schneider et al. source/batch mixing), not both; set the other to None")
-        self.momentum = momentum
-        self.prior = prior
 
     def not_applicable(self, model, data) -> str | None:
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
-    def setup(self, network: nn.Module, task: Task) -> None:
+    def prepare(self, task: Task) -> None:
         if self.prior is not None:
-            self.network = mix_with_source_statistics(network, self.prior)
+            self.network = mix_with_source_statistics(task.network(), self.prior)
         else:
-            self.network = use_batch_statistics(network, self.momentum)
+            self.network = use_batch_statistics(task.network(), self.momentum)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor) -> torch.Tensor:
+    def process(self, batch: Batch) -> torch.Tensor:
+        x = batch.inputs
         if self.prior is None:
             require_batch_statistics(x, "bn_adapt")
         if self.momentum is None:

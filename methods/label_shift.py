@@ -24,8 +24,9 @@ import scipy.optimize
 
 from shiftbench.arrays import check_labels, check_probs, softmax, to_numpy
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import OutputAdapter, Task
-from shiftbench.validation import check_bool, check_choice, check_int, check_number
+from shiftbench.families import Batch, OutputAdapter, Task
+from shiftbench.hyperparameters import Bool, Choice
+from shiftbench.validation import check_bool, check_int, check_number
 
 
 def correct_posteriors(probs, weights) -> np.ndarray:
@@ -141,41 +142,33 @@ class PriorCorrection(OutputAdapter):
     """
 
     abstract = True
-
-    def __init__(self, calibration: str = "bcts", online: bool = True):
-        check_choice(calibration, "calibration", self.name, CALIBRATIONS)
-        check_bool(online, "online", self.name)
-        self.calibration, self.online = calibration, online
+    hyperparameters = {
+        "calibration": Choice("bcts", tuple(CALIBRATIONS), doc="calibration fitted on labelled source outputs"),
+        "online": Bool(True, doc="weights from the batches seen so far (else from the whole target at once)"),
+    }
 
     def estimate_weights(self, target_probs: np.ndarray) -> np.ndarray:
         """Class weights prior_t / prior_s from calibrated target posteriors."""
         raise NotImplementedError
 
-    def prepare(self, source_probs: np.ndarray, source_labels: np.ndarray) -> None:
-        """Fit the calibration and the source statistics on labelled source validation outputs."""
-        self.calibrate_ = CALIBRATIONS[self.calibration](source_probs, source_labels)
-        self.source_probs_ = self.calibrate_(source_probs)
-        self.source_labels_ = source_labels
+    def prepare(self, task: Task) -> None:
+        """Fit the calibration and the source statistics on labelled source validation outputs (``id_val``,
+        else ``train``); offline, estimate the weights once on the whole target's calibrated outputs."""
+        src = task.source_outputs("id_val" if "id_val" in task.source_splits else "train")
+        self.calibrate_ = CALIBRATIONS[self.calibration](src.probs, src.y)
+        self.source_probs_ = self.calibrate_(src.probs)
+        self.source_labels_ = src.y
         self.source_prior_ = self.source_probs_.mean(0)
+        self.seen_: list[np.ndarray] = []
+        self.weights_ = None if self.online else self.estimate_weights(self.calibrate_(task.target_outputs().probs))
 
-    def adapt(self, probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        """Corrected posteriors of one batch, with weights estimated on that batch alone."""
-        calibrated = self.calibrate_(probs)
-        return correct_posteriors(calibrated, self.estimate_weights(calibrated))
-
-    def run(self, task: Task) -> np.ndarray:
-        split = "id_val" if "id_val" in task.source_splits else "train"
-        src = task.source_outputs(split)
-        self.prepare(src.probs, src.y)
-        calibrated = self.calibrate_(task.target_outputs().probs)
-        out = np.empty_like(calibrated)
-        seen = np.zeros(0, dtype=np.int64)
-        whole = None if self.online else self.estimate_weights(calibrated)
-        for index in task.batches:
-            seen = np.concatenate([seen, index])
-            w = self.estimate_weights(calibrated[seen]) if self.online else whole
-            out[index] = correct_posteriors(calibrated[index], w)
-        return out
+    def process(self, batch: Batch) -> np.ndarray:
+        """The batch's corrected posteriors; online, with weights estimated on every batch seen so far."""
+        calibrated = self.calibrate_(batch.probs)
+        if self.online:
+            self.seen_.append(calibrated)
+            self.weights_ = self.estimate_weights(np.concatenate(self.seen_))
+        return correct_posteriors(calibrated, self.weights_)
 
 
 class EMCorrection(PriorCorrection):
@@ -192,11 +185,8 @@ class BBSECorrection(PriorCorrection):
     """Black-box shift estimation (hard or soft confusion) on calibrated posteriors, then correction."""
 
     name: ClassVar[str] = "bbse_correction"
+    hyperparameters = {"soft": Bool(False, doc="expected (soft) confusion matrix instead of argmax counts")}
     grid: ClassVar[dict] = {"soft": [False, True], "calibration": ["bcts"]}
-
-    def __init__(self, calibration: str = "bcts", online: bool = True, soft: bool = False):
-        super().__init__(calibration, online)
-        self.soft = check_bool(soft, "soft", self.name)
 
     def estimate_weights(self, target_probs: np.ndarray) -> np.ndarray:
         return bbse_weights(self.source_probs_, self.source_labels_, target_probs, soft=self.soft)

@@ -36,13 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftbench.cache import code_version
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import ModelAdapter, Task
+from shiftbench.families import Batch, ModelAdapter, Task
+from shiftbench.hyperparameters import Choice, Float, Int
 from shiftbench.methods.bn_adapt import require_batch_statistics, use_batch_statistics
 from shiftbench.methods.tent import Tent
 from shiftbench.seeding import generator
-from shiftbench.validation import check_choice, check_int, check_number
 
 PRIOR_FLOOR = 1e-3
 
@@ -150,34 +149,29 @@ class LabelShiftAdapter(ModelAdapter):
     """Label shift adapter (Park et al. 2023): head parameters from an online target label-distribution estimate."""
 
     name = "label_shift_adapter"
+    hyperparameters = {
+        "base": Choice("none", tuple(BASES), doc="test-time method adapting the backbone"),
+        "momentum": Float(0.9, at_least=0, at_most=1, doc="momentum of the online target prior estimate"),
+        "lr": Float(1e-3, above=0, doc="learning rate of the tent base"),
+        "hidden": Int(64, doc="hidden units of the adapter network"),
+        "train_steps": Int(600, doc="Adam steps training the adapter on the source train split"),
+    }
     grid = {"base": ["none", "bn_adapt", "tent"], "momentum": [0.5, 0.9]}
-
-    def __init__(self, base: str = "none", momentum: float = 0.9, lr: float = 1e-3, hidden: int = 64,
-                 train_steps: int = 600):
-        check_choice(base, "base", self.name, BASES)
-        check_number(momentum, "momentum", self.name, at_least=0, at_most=1)
-        check_number(lr, "lr", self.name, above=0)
-        check_int(hidden, "hidden", self.name)
-        check_int(train_steps, "train_steps", self.name)
-        self.base = base
-        self.momentum = momentum
-        self.lr = lr
-        self.hidden = hidden
-        self.train_steps = train_steps
 
     def not_applicable(self, model, data) -> str | None:
         if self.base != "none" and not model.has_batchnorm():
             return f"base {self.base!r} needs BatchNorm layers; model {model.name!r} has none"
         return None
 
-    def setup(self, network: nn.Module, task: Task) -> None:
-        backbone, head = network[0], network[1]
+    def prepare(self, task: Task) -> None:
+        backbone, head = task.backbone_and_head()
         if not isinstance(head, nn.Linear):
             raise ShiftbenchError(f"the label shift adapter needs a linear head; this model's head is {type(head).__name__}")
         self.head = self._trained_head(head, task)
         self.forward = BASES[self.base](nn.Sequential(backbone, self.head), self.lr)
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
+    def process(self, batch: Batch) -> torch.Tensor:
+        x = batch.inputs
         if self.base != "none":
             require_batch_statistics(x, f"the label shift adapter with base {self.base!r}")
         logits = self.forward(x).detach()
@@ -187,15 +181,12 @@ class LabelShiftAdapter(ModelAdapter):
     def _trained_head(self, head: nn.Linear, task: Task) -> PriorConditionedHead:
         """The adapter trained on the source ``train`` split, from the cache when already trained."""
         src = task.source_outputs("train")
-        settings = {"hidden": self.hidden, "steps": self.train_steps, "seed": task.seed}
-        key = {"model": task.model.fingerprint, "split": task.source_splits["train"].fingerprint,
-               "settings": settings, "code": code_version(LabelShiftAdapter)}
 
         def fit() -> dict[str, np.ndarray]:
             trained = train_adapter(head, src.feats, src.y, task.n_classes, task.seed, self.hidden, self.train_steps)
             return {k: v.numpy() for k, v in trained.state_dict().items()}
 
-        state = task.cache.get_or_compute("label_shift_adapter", key, fit)
+        state = self.cached(task, {"hidden": self.hidden, "steps": self.train_steps, "seed": task.seed}, fit)
         model = PriorConditionedHead(head, AdapterNet(task.n_classes, src.feats.shape[1], self.hidden),
                                      torch.zeros(task.n_classes))
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})

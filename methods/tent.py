@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import ModelAdapter, Task
+from shiftbench.families import Batch, ModelAdapter, Task
+from shiftbench.hyperparameters import Bool, Float, Int
 from shiftbench.methods.bn_adapt import require_batch_statistics
-from shiftbench.validation import check_bool, check_int, check_number
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -49,18 +49,11 @@ def configure_for_tent(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-def check_hyperparameters(lr: float, steps: int, episodic: bool) -> None:
-    """Raise a ShiftbenchError naming the first invalid Tent hyperparameter (shared by :class:`Tent` and the plugin)."""
-    check_number(lr, "lr", "tent", above=0)
-    check_int(steps, "steps", "tent")
-    check_bool(episodic, "episodic", "tent")
-
-
 class Tent:
     """A model wrapped for Tent: ``tent(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, steps: int = 1, episodic: bool = False):
-        check_hyperparameters(lr, steps, episodic)
+        TentAdapter.check_setting({"lr": lr, "steps": steps, "episodic": episodic})
         self.model = model
         self.lr, self.steps, self.episodic = lr, steps, episodic
         self.params = configure_for_tent(model)
@@ -93,19 +86,18 @@ class TentAdapter(ModelAdapter):
     """Tent (Wang et al. 2021): entropy minimisation on BatchNorm affine parameters, batch statistics, Adam."""
 
     name = "tent"
+    hyperparameters = {
+        "lr": Float(1e-3, above=0, doc="Adam learning rate"),
+        "steps": Int(1, doc="adaptation steps per batch"),
+        "episodic": Bool(False, doc="restore the source model before every batch"),
+    }
     grid = {"lr": [1e-4, 1e-3, 1e-2], "steps": [1, 3]}
-
-    def __init__(self, lr: float = 1e-3, steps: int = 1, episodic: bool = False):
-        check_hyperparameters(lr, steps, episodic)
-        self.lr = lr
-        self.steps = steps
-        self.episodic = episodic
 
     def not_applicable(self, model, data) -> str | None:
         return None if model.has_batchnorm() else f"model {model.name!r} has no BatchNorm layers"
 
-    def setup(self, network: nn.Module, task: Task) -> None:
-        self.tent = Tent(network, self.lr, self.steps, self.episodic)
+    def prepare(self, task: Task) -> None:
+        self.tent = Tent(task.network(), self.lr, self.steps, self.episodic)
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tent(x)
+    def process(self, batch: Batch) -> torch.Tensor:
+        return self.tent(batch.inputs)

@@ -4,7 +4,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftbench.methods.bn_adapt import BNAdapt, use_batch_statistics
+from shiftbench.families import Batch
+from shiftbench.methods.bn_adapt import BNAdapt, batchnorm_layers, use_batch_statistics
+from tasks import network_task
 
 
 def make_net():
@@ -24,28 +26,28 @@ def test_batch_statistics_replace_running_statistics():
     mean, var = h.mean(0), h.var(0, unbiased=False)
     expected = net[3](torch.relu((h - mean) / torch.sqrt(var + net[1].eps) * net[1].weight + net[1].bias))
     method = BNAdapt()
-    method.setup(make_net(), task=None)
-    assert torch.allclose(method.step(x), expected, atol=1e-5)
+    method.prepare(network_task(make_net()))
+    assert torch.allclose(method.process(Batch.from_arrays(inputs=x)), expected, atol=1e-5)
 
 
 def test_output_of_a_batch_does_not_depend_on_earlier_batches():
     method = BNAdapt()
-    method.setup(make_net(), task=None)
-    x1, x2 = torch.randn(16, 4), torch.randn(16, 4) + 10
-    first = method.step(x1)
-    method.step(x2)
-    assert torch.allclose(method.step(x1), first)
+    method.prepare(network_task(make_net()))
+    x1, x2 = Batch.from_arrays(inputs=torch.randn(16, 4)), Batch.from_arrays(inputs=torch.randn(16, 4) + 10)
+    first = method.process(x1)
+    method.process(x2)
+    assert torch.allclose(method.process(x1), first)
 
 
 def test_momentum_variant_tracks_a_running_estimate():
     net = make_net()
     method = BNAdapt(momentum=0.5)
-    method.setup(net, task=None)
+    method.prepare(network_task(net))
     x = torch.randn(64, 4)
-    method.step(x)
+    method.process(Batch.from_arrays(inputs=x))
     h = net[0](x)
     expected_mean = 0.5 * 5.0 + 0.5 * h.mean(0)
-    assert torch.allclose(net[1].running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(batchnorm_layers(method.network)[0].running_mean, expected_mean, atol=1e-5)
 
 
 def test_source_weights_are_untouched():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Outputs
 from shiftbench.methods import label_shift as ls
+from tasks import outputs_task
 
 MEANS = np.array([[-2.0, 0.0], [0.0, 1.5], [2.0, 0.0]])
 
@@ -110,13 +109,9 @@ def test_bcts_recovers_temperature_and_bias():
 
 
 def stub_task(src_probs, src_y, tgt_probs, batch_size=100):
-    logits = lambda p: np.log(p)
     batches = [np.arange(i, min(i + batch_size, len(tgt_probs))) for i in range(0, len(tgt_probs), batch_size)]
-    return SimpleNamespace(
-        source_splits={"id_val": None},
-        source_outputs=lambda split: Outputs(np.zeros((len(src_y), 1)), logits(src_probs), src_y),
-        target_outputs=lambda: Outputs(np.zeros((len(tgt_probs), 1)), logits(tgt_probs)),
-        batches=batches, n_classes=3)
+    return outputs_task(Outputs(np.zeros((len(src_y), 1)), np.log(src_probs), src_y),
+                        Outputs(np.zeros((len(tgt_probs), 1)), np.log(tgt_probs)), batches)
 
 
 @pytest.mark.parametrize("method", [ls.EMCorrection(calibration="none"), ls.BBSECorrection(calibration="none"),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 from shiftbench import methods
 from shiftbench.errors import ShiftbenchError
+from shiftbench.families import Batch
+from tasks import network_task
 
 
 def net() -> nn.Module:
@@ -36,11 +36,11 @@ def hand_forward(m: nn.Module, x: torch.Tensor, prior: float) -> torch.Tensor:
 def test_prior_mixes_source_and_batch_statistics(prior):
     m, x = net(), torch.randn(32, 5) * 3 + 1
     plugin = methods.load("bn_adapt", prior=prior)
-    plugin.setup(copy.deepcopy(m), task=None)
+    plugin.prepare(network_task(m))
     with torch.no_grad():
         want = hand_forward(m, x, prior)
-        torch.testing.assert_close(plugin.step(x), want)
-        torch.testing.assert_close(plugin.step(x), want)  # source statistics are not overwritten
+        torch.testing.assert_close(plugin.process(Batch.from_arrays(inputs=x)), want)
+        torch.testing.assert_close(plugin.process(Batch.from_arrays(inputs=x)), want)  # source statistics are not overwritten
     if prior == 1e9:
         torch.testing.assert_close(want, m(x), rtol=1e-4, atol=1e-4)
 
@@ -48,8 +48,11 @@ def test_prior_mixes_source_and_batch_statistics(prior):
 def test_prior_zero_is_plain_batch_statistics_and_default_unchanged():
     m, x = net(), torch.randn(32, 5)
     mixed, plain = methods.load("bn_adapt", prior=0.0), methods.load("bn_adapt")
-    mixed.setup(copy.deepcopy(m), task=None)
-    plain.setup(copy.deepcopy(m), task=None)
-    torch.testing.assert_close(mixed.step(x), plain.step(x), rtol=1e-5, atol=1e-5)
+    mixed.prepare(network_task(m))
+    plain.prepare(network_task(m))
+    batch = Batch.from_arrays(inputs=x)
+    torch.testing.assert_close(mixed.process(batch), plain.process(batch), rtol=1e-5, atol=1e-5)
     with pytest.raises(ShiftbenchError, match="not both"):
-        methods.load("bn_adapt", prior=1.0, momentum=0.1).setup(copy.deepcopy(m), task=None)
+        methods.load("bn_adapt", prior=1.0, momentum=0.1)
+    with pytest.raises(ShiftbenchError, match="not both"):
+        methods.registry.get("bn_adapt").check_setting({"prior": 1.0, "momentum": 0.1})

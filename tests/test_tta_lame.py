@@ -10,6 +10,7 @@ import torch
 
 from shiftbench import methods
 from shiftbench.errors import ShiftbenchError
+from shiftbench.families import Batch
 from shiftbench.methods.lame import lame
 
 
@@ -130,5 +131,5 @@ def test_bad_inputs_raise_clear_errors():
 def test_plugin_wraps_function_with_its_hyperparameters():
     m = methods.load("lame", affinity="rbf", k=3)
     probs, feats = clustered_batch()
-    np.testing.assert_array_equal(m.adapt(probs, feats), lame(probs, feats, "rbf", 3))
+    np.testing.assert_array_equal(m.process(Batch.from_arrays(probs=probs, feats=feats)), lame(probs, feats, "rbf", 3))
     assert {k for sub in type(m).grid for k in sub} == {"affinity", "k"}

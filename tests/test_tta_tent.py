@@ -10,7 +10,9 @@ from torch import nn
 
 from shiftbench import methods
 from shiftbench.errors import ShiftbenchError
+from shiftbench.families import Batch
 from shiftbench.methods.tent import Tent
+from tasks import network_task
 
 EPS_BN = 1e-5
 
@@ -157,12 +159,12 @@ def test_network_without_batchnorm_is_rejected():
         Tent(small_net())(torch.randn(1, 1, 6, 6))
 
 
-def test_plugin_setup_and_step_follow_tent():
+def test_plugin_prepare_and_process_follow_tent():
     plugin = methods.load("tent", lr=1e-2, steps=1)
     net = small_net()
-    plugin.setup(copy.deepcopy(net), task=None)
+    plugin.prepare(network_task(net))
     xs = batches(2)
     want, _ = hand_adam(net, xs, lr=1e-2)
     for x, w in zip(xs, want):
-        torch.testing.assert_close(plugin.step(x), w, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(plugin.process(Batch.from_arrays(inputs=x)), w, rtol=1e-5, atol=1e-5)
     assert set(type(plugin).grid) == {"lr", "steps"}
