@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shiftbench.errors import UnknownNameError
-from shiftbench.validation import check_choice, check_int, check_number
+from shiftbench.hyperparameters import Choice, Float, Hyperparameter, Int
 
 DOMAIN_CLASSIFIERS: dict[str, Callable[[int], ClassifierMixin]] = {
     "logistic": lambda random_state: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)),
@@ -27,11 +27,13 @@ DOMAIN_CLASSIFIERS: dict[str, Callable[[int], ClassifierMixin]] = {
 }
 
 
-def check_options(owner: str, classifier: str, max_ratio: float, n_folds: int = 5) -> None:
-    """Raise a ShiftbenchError naming ``owner`` and the first invalid density-ratio option (for ``__init__``)."""
-    check_choice(classifier, "classifier", owner, DOMAIN_CLASSIFIERS)
-    check_number(max_ratio, "max_ratio", owner, above=0)
-    check_int(n_folds, "n_folds", owner, at_least=2)
+#: the hyperparameters of every plugin that reweights by these density ratios, declared once
+DENSITY_RATIO_HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "classifier": Choice("logistic", tuple(DOMAIN_CLASSIFIERS), doc="domain classifier giving the density ratios"),
+    "max_ratio": Float(20.0, above=0, doc="ratios clipped at this multiple of their mean"),
+}
+#: cross-fitting folds of the domain classifier, for the plugins that let them be set
+N_FOLDS = Int(5, at_least=2, doc="cross-fitting folds of the domain classifier")
 
 
 def density_ratios(X_ref: np.ndarray, X_target: np.ndarray, classifier: str = "logistic", max_ratio: float = 20.0,

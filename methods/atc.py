@@ -14,8 +14,8 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from shiftbench.arrays import check_labels, check_probs
-from shiftbench.errors import UnknownNameError
-from shiftbench.families import PerformanceEstimator
+from shiftbench.families import Batch, Outputs, PerformanceEstimator
+from shiftbench.hyperparameters import Choice
 
 
 def negative_entropy(probs: np.ndarray) -> np.ndarray:
@@ -39,18 +39,14 @@ class ATC(PerformanceEstimator):
     """Average thresholded confidence: share of target confidences above the reference-fitted threshold."""
 
     name = "atc"
+    hyperparameters = {"score": Choice("max_confidence", tuple(CONFIDENCE_SCORES), doc="confidence score thresholded")}
     grid: ClassVar[dict] = {"score": ["max_confidence", "negative_entropy"]}
 
-    def __init__(self, score: str = "max_confidence"):
-        if score not in CONFIDENCE_SCORES:
-            raise UnknownNameError("ATC score", score, list(CONFIDENCE_SCORES))
-        self.score = score
-
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> ATC:
-        probs = check_probs(reference_probs, "reference_probs")
-        y = check_labels(reference_y, probs.shape[1], "reference_y", n=len(probs))
+    def fit(self, reference: Outputs) -> ATC:
+        probs = check_probs(reference.probs, "reference.probs")
+        y = check_labels(reference.y, probs.shape[1], "reference.y", n=len(probs))
         self.threshold_ = atc_threshold(CONFIDENCE_SCORES[self.score](probs), probs.argmax(1) == y)
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray) -> float:
-        return float(np.mean(CONFIDENCE_SCORES[self.score](check_probs(probs)) > self.threshold_))
+    def process(self, chunk: Batch) -> float:
+        return float(np.mean(CONFIDENCE_SCORES[self.score](check_probs(chunk.probs, "chunk.probs")) > self.threshold_))

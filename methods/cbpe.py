@@ -43,8 +43,8 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import PerformanceEstimator
-from shiftbench.methods._density_ratio import check_options, density_ratios
+from shiftbench.families import Batch, Outputs, PerformanceEstimator
+from shiftbench.methods._density_ratio import DENSITY_RATIO_HYPERPARAMETERS, N_FOLDS, density_ratios
 from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, Chunks, add_alerts,
                                    confusion_by_chunk, equal_size_groups, make_chunks, realised_metrics,
                                    reference_band, score_columns)
@@ -274,8 +274,10 @@ class MCBPE(ConfidenceBasedEstimator):
     def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc"), classifier: str = "logistic",
                  max_ratio: float = 20.0, n_folds: int = 5):
         super().__init__(metrics)
-        check_options(type(self).__name__, classifier, max_ratio, n_folds)
-        self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
+        owner = type(self).__name__
+        self.classifier = DENSITY_RATIO_HYPERPARAMETERS["classifier"].check(classifier, "classifier", owner)
+        self.max_ratio = DENSITY_RATIO_HYPERPARAMETERS["max_ratio"].check(max_ratio, "max_ratio", owner)
+        self.n_folds = N_FOLDS.check(n_folds, "n_folds", owner)
 
     def fit(self, X_ref: Any, proba: Any, y: Any, pred: Any = None) -> MCBPE:
         """Store the labelled reference: covariates, scores, labels and predictions."""
@@ -312,31 +314,26 @@ class CBPEEstimator(PerformanceEstimator):
     name = "cbpe"
     grid: ClassVar[dict] = {}
 
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> CBPEEstimator:
-        self.cbpe_ = CBPE(metrics=("accuracy",)).fit(reference_probs, reference_y)
+    def fit(self, reference: Outputs) -> CBPEEstimator:
+        self.cbpe_ = CBPE(metrics=("accuracy",)).fit(reference.probs, reference.y)
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray) -> float:
-        return float(self.cbpe_.estimate(probs)["accuracy"].iloc[0])
+    def process(self, chunk: Batch) -> float:
+        return float(self.cbpe_.estimate(chunk.probs)["accuracy"].iloc[0])
 
 
 class MCBPEEstimator(PerformanceEstimator):
     """M-CBPE (Kivimaki et al. 2024): CBPE recalibrated per chunk by feature density ratios."""
 
     name = "mcbpe"
+    hyperparameters = DENSITY_RATIO_HYPERPARAMETERS
     grid: ClassVar[dict] = {"classifier": ["logistic"], "max_ratio": [10.0, 20.0]}
-    uses_features = True
 
-    def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0):
-        check_options(self.name, classifier, max_ratio)
-        self.classifier, self.max_ratio = classifier, max_ratio
-
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,
-            reference_feats: np.ndarray | None = None) -> MCBPEEstimator:
+    def fit(self, reference: Outputs) -> MCBPEEstimator:
         self.mcbpe_ = MCBPE(metrics=("accuracy",), classifier=self.classifier, max_ratio=self.max_ratio)
         self.mcbpe_.random_state = self.random_state
-        self.mcbpe_.fit(reference_feats, reference_probs, reference_y)
+        self.mcbpe_.fit(reference.feats, reference.probs, reference.y)
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray, feats: np.ndarray | None = None) -> float:
-        return float(self.mcbpe_.estimate(feats, probs)["accuracy"].iloc[0])
+    def process(self, chunk: Batch) -> float:
+        return float(self.mcbpe_.estimate(chunk.feats, chunk.probs)["accuracy"].iloc[0])

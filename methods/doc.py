@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from shiftbench.arrays import check_probs
+from shiftbench.families import Batch, Outputs
 from shiftbench.methods.reference_accuracy import ReferenceAccuracy
 
 
@@ -20,11 +21,11 @@ class DoC(ReferenceAccuracy):
     name = "doc"
     grid: ClassVar[dict] = {}
 
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> DoC:
-        super().fit(reference_probs, reference_y)
-        self.reference_confidence_ = float(check_probs(reference_probs, "reference_probs").max(1).mean())
+    def fit(self, reference: Outputs) -> DoC:
+        super().fit(reference)
+        self.reference_confidence_ = float(check_probs(reference.probs, "reference.probs").max(1).mean())
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray) -> float:
-        shift = self.reference_confidence_ - float(check_probs(probs).max(1).mean())
+    def process(self, chunk: Batch) -> float:
+        shift = self.reference_confidence_ - float(check_probs(chunk.probs, "chunk.probs").max(1).mean())
         return float(np.clip(self.reference_accuracy_ - shift, 0.0, 1.0))

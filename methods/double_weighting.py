@@ -51,8 +51,10 @@ from sklearn.neighbors import NearestNeighbors
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter
-from shiftbench.validation import check_bool, check_int, check_number
+from shiftbench.hyperparameters import Bool, Choice, Float, Int
+from shiftbench.methods._common import source_subset, standardise
 from shiftbench.methods._dw_kmm_ipm import Ball, solve_box_qp
+from shiftbench.validation import check_bool, check_number
 
 D_GRID = tuple(1.0 / (1.0 - k / 10.0) ** 2 for k in range(10))
 CONFIDENCE_DELTA = 1e-6
@@ -326,32 +328,18 @@ class DoubleWeighting:
         return (self.F_target_ @ self.mu_.reshape(self.n_classes_, -1).T).argmax(1)
 
 
-def standardise(X_source: np.ndarray, X_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and scale both samples with the statistics of their union (as the paper normalises datasets)."""
-    X = np.vstack([X_source, X_target]).astype(np.float64)
-    mean, std = X.mean(0), X.std(0)
-    std[std == 0] = 1.0
-    return (X_source - mean) / std, (X_target - mean) / std
-
-
-def source_subset(n: int, max_n: int | None, seed: int) -> np.ndarray:
-    """A seeded random subset of at most ``max_n`` source indices (all, in order, if ``max_n`` is None)."""
-    if max_n is None or n <= max_n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_n, replace=False))
-
-
 class DWGCS(DomainAdapter):
     """Double-weighting covariate-shift adaptation (DW-GCS) on standardised source-model features."""
 
     name: ClassVar[str] = "dwgcs"
+    hyperparameters = {
+        "D": Float("auto", at_least=1, words=("auto",), doc="test-weight freedom (1: kernel mean matching); "
+                                                              "'auto' keeps the D of lowest minimax risk"),
+        "loss": Choice("0-1", tuple(LOSSES), doc="loss of the minimax risk classifier"),
+        "fit_intercept": Bool(True, doc="add a constant feature"),
+        "max_source": Int(1000, allow_none=True, doc="source rows kept (a seeded random subset; None: all)"),
+    }
     grid: ClassVar[dict] = {"D": ["auto"], "loss": ["0-1", "log"]}
-
-    def __init__(self, D: float | str = "auto", loss: str = "0-1", fit_intercept: bool = True,
-                 max_source: int | None = 1000):
-        check_hyperparameters(self.name, D, loss, fit_intercept)
-        check_int(max_source, "max_source", self.name, allow_none=True)
-        self.D, self.loss, self.fit_intercept, self.max_source = D, loss, fit_intercept, max_source
 
     def fit(self, X_source, y_source, X_target) -> DWGCS:
         idx = source_subset(len(X_source), self.max_source, self.random_state)

@@ -19,26 +19,17 @@ from sklearn.linear_model import LogisticRegression
 
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.families import DomainAdapter
-from shiftbench.methods._density_ratio import check_options, density_ratios
-from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel, source_subset, standardise
-from shiftbench.validation import check_int, check_number
-
-
-def class_columns(probs: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over ``classes`` (an estimator's ``classes_``) as (N, n_classes) columns, zeros elsewhere."""
-    out = np.zeros((len(probs), n_classes))
-    out[:, np.asarray(classes, dtype=np.int64)] = probs
-    return out
+from shiftbench.hyperparameters import Float, Int
+from shiftbench.methods._common import class_columns, source_subset, standardise
+from shiftbench.methods._density_ratio import DENSITY_RATIO_HYPERPARAMETERS, density_ratios
+from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel
 
 
 class ImportanceWeighting(DomainAdapter):
     """Weighted logistic regression on standardised features; subclasses supply the weights."""
 
     abstract = True
-
-    def __init__(self, C: float = 1.0):
-        check_number(C, "C", self.name, above=0)
-        self.C = C
+    hyperparameters = {"C": Float(1.0, above=0, doc="inverse L2 strength of the weighted logistic regression")}
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
         """Importance weights (n_source,) of the standardised source rows."""
@@ -65,12 +56,9 @@ class KMMImportanceWeighting(ImportanceWeighting):
     """Kernel mean matching weights (DW-KMM with D = 1) for a weighted logistic regression."""
 
     name: ClassVar[str] = "kmm_iw"
+    hyperparameters = {"max_source": Int(1000, allow_none=True, doc="source rows KMM weighs (a seeded random subset; "
+                                                                    "the others get weight 0; None: all)")}
     grid: ClassVar[dict] = {"C": [0.1, 1.0, 10.0]}
-
-    def __init__(self, C: float = 1.0, max_source: int | None = 1000):
-        super().__init__(C)
-        check_int(max_source, "max_source", self.name, allow_none=True)
-        self.max_source = max_source
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
         # KMM on a random subset (random_state) of at most max_source rows; the other rows get weight 0
@@ -86,12 +74,8 @@ class DomainClassifierImportanceWeighting(ImportanceWeighting):
     """Density ratios from a source-vs-target classifier for a weighted logistic regression."""
 
     name: ClassVar[str] = "domain_classifier_iw"
+    hyperparameters = DENSITY_RATIO_HYPERPARAMETERS
     grid: ClassVar[dict] = {"C": [0.1, 1.0, 10.0], "classifier": ["logistic", "gbm"]}
-
-    def __init__(self, C: float = 1.0, classifier: str = "logistic", max_ratio: float = 20.0):
-        super().__init__(C)
-        check_options(self.name, classifier, max_ratio)
-        self.classifier, self.max_ratio = classifier, max_ratio
 
     def source_weights(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
         return density_ratios(Xs, Xt, self.classifier, self.max_ratio, random_state=self.random_state)

@@ -12,30 +12,25 @@ from typing import ClassVar
 import numpy as np
 
 from shiftbench.arrays import check_labels, check_matrix, check_probs
-from shiftbench.families import PerformanceEstimator
-from shiftbench.methods._density_ratio import check_options, density_ratios
+from shiftbench.families import Batch, Outputs, PerformanceEstimator
+from shiftbench.methods._density_ratio import DENSITY_RATIO_HYPERPARAMETERS, N_FOLDS, density_ratios
 
 
 class ImportanceWeightedAccuracy(PerformanceEstimator):
     """Reference accuracy reweighted by feature density ratios to each target chunk."""
 
     name = "iw_estimator"
+    hyperparameters = {**DENSITY_RATIO_HYPERPARAMETERS, "n_folds": N_FOLDS}
     grid: ClassVar[dict] = {"classifier": ["logistic"], "max_ratio": [10.0, 20.0]}
-    uses_features = True
 
-    def __init__(self, classifier: str = "logistic", max_ratio: float = 20.0, n_folds: int = 5):
-        check_options(self.name, classifier, max_ratio, n_folds)
-        self.classifier, self.max_ratio, self.n_folds = classifier, max_ratio, n_folds
-
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray,
-            reference_feats: np.ndarray | None = None) -> ImportanceWeightedAccuracy:
-        probs = check_probs(reference_probs, "reference_probs")
-        y = check_labels(reference_y, probs.shape[1], "reference_y", n=len(probs))
+    def fit(self, reference: Outputs) -> ImportanceWeightedAccuracy:
+        probs = check_probs(reference.probs, "reference.probs")
+        y = check_labels(reference.y, probs.shape[1], "reference.y", n=len(probs))
         self.correct_ = (probs.argmax(1) == y).astype(np.float64)
-        self.reference_feats_ = check_matrix(reference_feats, "reference_feats", n_rows=len(y)).astype(np.float64)
+        self.reference_feats_ = check_matrix(reference.feats, "reference.feats", n_rows=len(y)).astype(np.float64)
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray, feats: np.ndarray | None = None) -> float:
-        feats = check_matrix(feats, "feats", n_cols=self.reference_feats_.shape[1]).astype(np.float64)
+    def process(self, chunk: Batch) -> float:
+        feats = check_matrix(chunk.feats, "chunk.feats", n_cols=self.reference_feats_.shape[1]).astype(np.float64)
         w = density_ratios(self.reference_feats_, feats, self.classifier, self.max_ratio, self.n_folds, self.random_state)
         return float(np.average(self.correct_, weights=w))

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from shiftbench.arrays import check_labels, check_probs
-from shiftbench.families import PerformanceEstimator
+from shiftbench.families import Batch, Outputs, PerformanceEstimator
 
 
 class ReferenceAccuracy(PerformanceEstimator):
@@ -21,12 +21,12 @@ class ReferenceAccuracy(PerformanceEstimator):
     name = "reference_accuracy"
     grid: ClassVar[dict] = {}
 
-    def fit(self, reference_probs: np.ndarray, reference_y: np.ndarray) -> ReferenceAccuracy:
-        probs = check_probs(reference_probs, "reference_probs")
-        y = check_labels(reference_y, probs.shape[1], "reference_y", n=len(probs))
+    def fit(self, reference: Outputs) -> ReferenceAccuracy:
+        probs = check_probs(reference.probs, "reference.probs")
+        y = check_labels(reference.y, probs.shape[1], "reference.y", n=len(probs))
         self.reference_accuracy_ = float(np.mean(probs.argmax(1) == y))
         return self
 
-    def estimate_accuracy(self, probs: np.ndarray) -> float:
-        check_probs(probs)
+    def process(self, chunk: Batch) -> float:
+        check_probs(chunk.probs, "chunk.probs")
         return self.reference_accuracy_

@@ -20,8 +20,9 @@ import numpy as np
 from shiftbench.arrays import check_labels, check_matrix
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter
-from shiftbench.methods.importance_weighting import class_columns
-from shiftbench.validation import check_bool, check_choice, check_int, check_number
+from shiftbench.hyperparameters import Bool, Choice, Float, Int
+from shiftbench.methods._common import class_columns
+from shiftbench.validation import check_choice
 
 SOURCE, TARGET = 1, -1  # skada's sample_domain codes: >= 0 source, < 0 target
 
@@ -42,13 +43,6 @@ def _svc(C: float, random_state: int):
 BASE_ESTIMATORS: dict[str, Callable[[float, int], Any]] = {"logistic": _logistic, "svc": _svc}
 
 
-def check_number_or(value: Any, name: str, owner: str, words: tuple[str, ...], **bounds: Any) -> Any:
-    """One of the option ``words`` (e.g. ``"auto"``) or a number within ``bounds`` (see :func:`check_number`)."""
-    if isinstance(value, str):
-        return check_choice(value, name, owner, words)
-    return check_number(value, name, owner, **bounds)
-
-
 class SkadaAdapter(DomainAdapter):
     """A skada estimator with a logistic-regression (or SVC) base estimator."""
 
@@ -57,16 +51,16 @@ class SkadaAdapter(DomainAdapter):
     estimator: ClassVar[str]
     #: whether the factory takes a base estimator (the reweighting / mapping / subspace ones do)
     takes_base: ClassVar[bool] = True
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True):
-        self.C = check_number(C, "C", self.name, above=0)
-        self.base = check_choice(base, "base", self.name, BASE_ESTIMATORS)
-        self.standardise = check_bool(standardise, "standardise", self.name)
+    hyperparameters = {
+        "C": Float(1.0, above=0, doc="inverse regularisation of the base estimator"),
+        "base": Choice("logistic", tuple(BASE_ESTIMATORS), doc="base estimator"),
+        "standardise": Bool(True, doc="standardise features on both domains together"),
+    }
 
     def estimator_options(self) -> dict[str, Any]:
         """Keyword arguments of the skada factory besides the base estimator: the plugin's own
-        hyperparameters (those the shared wrapper does not take), by name."""
-        shared = SkadaAdapter.default_hyperparameters()
+        hyperparameters (those it declares beyond the shared wrapper's), by name."""
+        shared = SkadaAdapter.declared()
         return {k: v for k, v in self.get_params().items() if k not in shared}
 
     def skada_estimator(self):
@@ -132,19 +126,13 @@ class SkadaSourceOnly(SkadaAdapter):
 class SkadaKMM(SkadaAdapter):
     """skada KMMReweight (kernel mean matching weights) + the base estimator."""
     name, estimator = "skada_kmm", "KMMReweight"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, gamma: float | None = None):
-        super().__init__(C, base, standardise)
-        self.gamma = check_number(gamma, "gamma", self.name, above=0, allow_none=True)
+    hyperparameters = {"gamma": Float(None, above=0, allow_none=True, doc="RBF kernel coefficient (None: skada's default)")}
 
 
 class SkadaDensityReweight(SkadaAdapter):
     """skada DensityReweight (kernel density ratio) + the base estimator."""
     name, estimator = "skada_density_reweight", "DensityReweight"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, bandwidth: float | str = 1.0):
-        super().__init__(C, base, standardise)
-        self.bandwidth = check_number_or(bandwidth, "bandwidth", self.name, ("scott", "silverman"), above=0)
+    hyperparameters = {"bandwidth": Float(1.0, above=0, words=("scott", "silverman"), doc="kernel density bandwidth")}
 
     def estimator_options(self) -> dict[str, Any]:
         from sklearn.neighbors import KernelDensity
@@ -155,21 +143,14 @@ class SkadaDensityReweight(SkadaAdapter):
 class SkadaGaussianReweight(SkadaAdapter):
     """skada GaussianReweight (ratio of Gaussian fits of the two domains) + the base estimator."""
     name, estimator = "skada_gaussian_reweight", "GaussianReweight"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, reg: float | str = "auto"):
-        super().__init__(C, base, standardise)
-        self.reg = check_number_or(reg, "reg", self.name, ("auto",), at_least=0)
+    hyperparameters = {"reg": Float("auto", at_least=0, words=("auto",), doc="covariance regularisation ('auto': Ledoit-Wolf)")}
 
 
 class SkadaNearestNeighborReweight(SkadaAdapter):
     """skada NearestNeighborReweight (target neighbour counts of source points) + the base estimator."""
     name, estimator = "skada_nn_reweight", "NearestNeighborReweight"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, n_neighbors: int = 1,
-                 laplace_smoothing: bool = False):
-        super().__init__(C, base, standardise)
-        self.n_neighbors = check_int(n_neighbors, "n_neighbors", self.name)
-        self.laplace_smoothing = check_bool(laplace_smoothing, "laplace_smoothing", self.name)
+    hyperparameters = {"n_neighbors": Int(1, doc="target neighbours counted"),
+                       "laplace_smoothing": Bool(False, doc="Laplace smoothing of the neighbour counts")}
 
 
 class SkadaDiscriminatorReweight(SkadaAdapter):
@@ -185,32 +166,21 @@ class SkadaKLIEP(SkadaAdapter):
 class SkadaCORAL(SkadaAdapter):
     """skada CORAL (second-order alignment) + the base estimator."""
     name, estimator = "skada_coral", "CORAL"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, reg: float | str = "auto",
-                 assume_centered: bool = False):
-        super().__init__(C, base, standardise)
-        self.reg = check_number_or(reg, "reg", self.name, ("auto",), at_least=0)
-        self.assume_centered = check_bool(assume_centered, "assume_centered", self.name)
+    hyperparameters = {"reg": Float("auto", at_least=0, words=("auto",), doc="covariance regularisation ('auto': Ledoit-Wolf)"),
+                       "assume_centered": Bool(False, doc="covariances without centring")}
 
 
 class SkadaSubspaceAlignment(SkadaAdapter):
     """skada SubspaceAlignment + the base estimator."""
     name, estimator = "skada_subspace_alignment", "SubspaceAlignment"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, n_components: int | None = None):
-        super().__init__(C, base, standardise)
-        self.n_components = check_int(n_components, "n_components", self.name, allow_none=True)
+    hyperparameters = {"n_components": Int(None, allow_none=True, doc="subspace dimension (None: skada's default)")}
 
 
 class SkadaLinearOT(SkadaAdapter):
     """skada LinearOTMapping (Gaussian Monge map of source onto target) + the base estimator."""
     name, estimator = "skada_linear_ot", "LinearOTMapping"
-
-    def __init__(self, C: float = 1.0, base: str = "logistic", standardise: bool = True, reg: float = 1.0,
-                 bias: bool = True):
-        super().__init__(C, base, standardise)
-        self.reg = check_number(reg, "reg", self.name, at_least=0)
-        self.bias = check_bool(bias, "bias", self.name)
+    hyperparameters = {"reg": Float(1.0, at_least=0, doc="covariance regularisation"),
+                       "bias": Bool(True, doc="whether the map has an offset")}
 
 
 class SkadaEntropicOT(SkadaAdapter):

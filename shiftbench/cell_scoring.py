@@ -93,18 +93,14 @@ def reference_split_scores(scoring: dict[str, Any], method: PerformanceEstimator
                            collected: Scores, errors: dict[str, str]) -> None:
     """Every scorer's judgement of the estimator's accuracy estimates on held-out parts of the reference."""
     reference = task.source_outputs("id_val")
-    probs, y, feats = reference.probs, reference.y, reference.feats.astype(np.float64)
+    probs, y = reference.probs, reference.y
     splits = StratifiedShuffleSplit(scoring["n_splits"], test_size=scoring["test_size"], random_state=task.random_state)
     estimates, realised = [], []
     try:
         for train, held in splits.split(np.zeros(len(y)), y):
             estimator = _fresh(method)
-            if estimator.uses_features:
-                estimator.fit(probs[train], y[train], reference_feats=feats[train])
-                estimates.append(estimator.estimate_accuracy(probs[held], feats=feats[held]))
-            else:
-                estimator.fit(probs[train], y[train])
-                estimates.append(estimator.estimate_accuracy(probs[held]))
+            estimator.fit(reference.subset(train))
+            estimates.append(estimator.process(reference.batch(held)))
             realised.append(float((probs[held].argmax(1) == y[held]).mean()))
     except Exception as exc:
         for name in scoring["scorers"]:

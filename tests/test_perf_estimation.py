@@ -12,7 +12,7 @@ import pytest
 
 from shiftbench import methods
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import Outputs
+from shiftbench.families import Batch, Outputs
 from shiftbench.methods.cbpe import CBPE, MCBPE, needs_calibration
 from shiftbench.monitoring import chunk_by_period, make_chunks, plot_estimates, realised_metrics
 
@@ -219,32 +219,39 @@ def test_single_example_class_in_reference_is_a_clear_error():
 # ----------------------------------------------------------------------------- ATC, DoC, IW
 
 
+def labelled(probs: np.ndarray, y: np.ndarray, feats: np.ndarray | None = None) -> Outputs:
+    """A labelled reference given by its probabilities (set as the cached ``probs``, as ``Batch.from_arrays`` does)."""
+    reference = Outputs(feats, None, y)
+    reference.__dict__["probs"] = probs
+    return reference
+
+
 def test_atc_reproduces_reference_accuracy_and_tracks_shift():
     p_ref, y_ref = multiclass_data(5000, 5, 12)
-    atc = methods.load("atc", score="negative_entropy").fit(p_ref, y_ref)
+    atc = methods.load("atc", score="negative_entropy").fit(labelled(p_ref, y_ref))
     ref_acc = np.mean(p_ref.argmax(1) == y_ref)
-    assert atc.estimate_accuracy(p_ref) == pytest.approx(ref_acc, abs=1e-12)  # the threshold's defining property
+    assert atc.process(Batch.from_arrays(probs=p_ref)) == pytest.approx(ref_acc, abs=1e-12)  # the threshold's defining property
     p_an, y_an = multiclass_data(5000, 5, 13, scale=1.0)  # flatter scores: lower accuracy
     realised = np.mean(p_an.argmax(1) == y_an)
     assert realised < ref_acc - 0.1
-    assert atc.estimate_accuracy(p_an) < ref_acc - 0.1
+    assert atc.process(Batch.from_arrays(probs=p_an)) < ref_acc - 0.1
 
 
 def test_doc_is_reference_accuracy_plus_confidence_change():
     p_ref, y_ref = multiclass_data(2000, 3, 14)
     p_an, _ = multiclass_data(500, 3, 15, scale=1.0)
-    doc = methods.load("doc").fit(p_ref, y_ref)
+    doc = methods.load("doc").fit(labelled(p_ref, y_ref))
     expected = np.mean(p_ref.argmax(1) == y_ref) - (p_ref.max(1).mean() - p_an.max(1).mean())
-    assert doc.estimate_accuracy(p_an) == pytest.approx(expected)
+    assert doc.process(Batch.from_arrays(probs=p_an)) == pytest.approx(expected)
 
 
 def test_importance_weighted_accuracy_corrects_covariate_shift():
     x_ref, p_ref, y_ref = covariate_shift_data(4000, 16, 0.0)
     x_an, p_an, y_an = covariate_shift_data(1500, 17, 1.5)
     scores_ref, scores_an = np.column_stack([1 - p_ref, p_ref]), np.column_stack([1 - p_an, p_an])
-    iw = methods.load("iw_estimator").fit(scores_ref, y_ref, reference_feats=x_ref)
+    iw = methods.load("iw_estimator").fit(labelled(scores_ref, y_ref, feats=x_ref))
     realised, ref_acc = np.mean(scores_an.argmax(1) == y_an), np.mean(scores_ref.argmax(1) == y_ref)
-    assert abs(iw.estimate_accuracy(scores_an, feats=x_an) - realised) < 0.5 * abs(ref_acc - realised)
+    assert abs(iw.process(Batch.from_arrays(probs=scores_an, feats=x_an)) - realised) < 0.5 * abs(ref_acc - realised)
 
 
 # ----------------------------------------------------------------------------- runner plugins
@@ -252,9 +259,10 @@ def test_importance_weighted_accuracy_corrects_covariate_shift():
 
 def fake_task(x_ref, p_ref, y_ref, x_an, p_an, batches):
     logits = lambda p: np.log(np.column_stack([1 - p, p]))
+    target = Outputs(x_an.astype(np.float32), logits(p_an))
     return SimpleNamespace(
         source_outputs=lambda split: Outputs(x_ref.astype(np.float32), logits(p_ref), y_ref),
-        target_outputs=lambda: Outputs(x_an.astype(np.float32), logits(p_an)),
+        target_outputs=lambda: target, stream=lambda: [target.batch(i) for i in batches],
         batches=batches, random_state=0,
     )
 

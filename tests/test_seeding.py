@@ -4,10 +4,11 @@ seed options, and a method's randomness follows the task, never a hyperparameter
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from shiftbench import datasets, methods
-from shiftbench.dataset import load_for_seed, seeded_options
+from shiftbench.dataset import UnlabelledSplit, load_for_seed, seeded_options
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Outputs, Task
 from shiftbench.runner import Runner, RunSettings, expand_cells
@@ -90,7 +91,9 @@ class ArrayTask(Task):
     """A task whose source and target outputs are given arrays (no model, no cache)."""
 
     def __init__(self, seed: int, source: Outputs, target: Outputs):
-        super().__init__(2, None, [np.arange(len(target.feats))], seed, None, None)
+        n = len(target)
+        split = UnlabelledSplit("target", n, lambda index: target.feats[index], pd.DataFrame(index=range(n)))
+        super().__init__(2, split, [np.arange(n)], seed, None, None)
         self.arrays = {"source": source, "target": target}
 
     def source_outputs(self, split: str = "train") -> Outputs:

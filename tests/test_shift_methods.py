@@ -12,7 +12,8 @@ from shiftbench.datasets.biased_sampling import biased_split
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.methods import load as load_method
-from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel, standardise
+from shiftbench.methods._common import standardise
+from shiftbench.methods.double_weighting import dw_kmm, knn_bandwidth, rbf_kernel
 from shiftbench.models import build_model
 from shiftbench.scenarios import Scenario
 
