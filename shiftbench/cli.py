@@ -79,7 +79,8 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
         show("models", models.scan_all(), describe)
     if what in (None, "methods"):
         show("methods", methods.registry.scan_all(),
-             lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}")
+             lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}"
+                       + ("".join(f"\n      {line}" for line in hyperparameter_lines(c)) if args.verbose else ""))
     if what in (None, "scorers"):
         from shiftbench import scorers
 
@@ -98,6 +99,12 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
         for module, tb in registry.import_errors().items():
             print(f"warning: {registry.kind} module {module!r} failed to import:\n{tb}", file=sys.stderr)
     return 0
+
+
+def hyperparameter_lines(cls: type) -> list[str]:
+    """One line per hyperparameter a method declares: ``name=default``, the values it accepts, its doc."""
+    return [f"{name}={json.dumps(h.default)}  ({h.describe()})" + (f"  {h.doc}" if h.doc else "")
+            for name, h in cls.declared().items()] or ["(no hyperparameters)"]
 
 
 def dataset_options(pairs: list[str]) -> dict[str, object]:
@@ -249,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="datasets, models, methods (with grids), scorers, experiments, suites")
     lst.add_argument("what", nargs="?", choices=["datasets", "models", "methods", "scorers", "experiments", "suites"])
+    lst.add_argument("--verbose", "-v", action="store_true",
+                     help="methods: each declared hyperparameter, name=default, the values it accepts and its doc")
     lst.set_defaults(func=cmd_list)
 
     data = sub.add_parser("data", help="download a dataset or show its splits")

@@ -79,6 +79,16 @@ def test_the_templates_are_package_data_of_the_new_api():
         assert not any(old in text for old in ("def adapt(", "def setup(", "def step(", "estimate_accuracy", "uses_features"))
 
 
+def test_list_methods_verbose_shows_each_declared_hyperparameter(capsys):
+    assert main(["list", "methods"]) == 0
+    short = capsys.readouterr().out
+    assert main(["list", "methods", "-v"]) == 0
+    verbose = capsys.readouterr().out
+    assert "grid=" in short and "integer >= 1" not in short
+    assert 'affinity="knn"  (one of knn, rbf, linear)  how features are compared' in verbose
+    assert "k=5  (integer >= 1)" in verbose and "(no hyperparameters)" in verbose  # source_only declares none
+
+
 def fresh_registry():
     """A registry configured like ``shiftbench.methods.registry`` but with nothing scanned yet."""
     return dataclasses.replace(methods.registry)
