@@ -163,6 +163,31 @@ def test_reference_error_is_minus_the_mean_absolute_estimation_error():
         scorer.score_estimate(np.array([0.8]), np.array([0.7, 0.9]))
 
 
+@pytest.mark.parametrize("name", ["atc", "iw_estimator"])
+def test_reference_splits_refit_the_estimator_and_judge_its_estimate_of_each_held_out_part(name):
+    from types import SimpleNamespace
+
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    from shiftbench import methods
+    from shiftbench.cell_scoring import cell_scores
+    from shiftbench.families import Batch, Outputs
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(120, 3)).astype(np.float32)
+    y = (feats[:, 0] + 0.5 * rng.normal(size=120) > feats[:, 1]).astype(int)
+    reference = Outputs(feats, 2.0 * feats[:, :2], y)
+    task = SimpleNamespace(random_state=3, source_outputs=lambda split: reference)
+    scoring = {"kind": "reference_splits", "scorers": ["reference_error"], "n_splits": 3, "test_size": 0.25}
+    errors = []
+    for train, held in StratifiedShuffleSplit(3, test_size=0.25, random_state=3).split(np.zeros(120), y):
+        estimator = methods.load(name).fit(Outputs(feats[train], 2.0 * feats[train, :2], y[train]))
+        estimate = estimator.process(Batch.from_arrays(probs=reference.probs[held], feats=feats[held]))
+        errors.append(abs(estimate - np.mean(reference.probs[held].argmax(1) == y[held])))
+    assert cell_scores(scoring, methods.load(name), task, None) == {"scores": {"reference_error": -np.mean(errors)},
+                                                                   "score_errors": {}}
+
+
 def test_nested_cv_scores_each_family_with_the_scorers_that_can_judge_it():
     protocol = NestedCV(["source_accuracy", "reference_error"])
     assert protocol.scoring("domain")["scorers"] == ["source_accuracy"]
