@@ -42,12 +42,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
+from shiftbench.chunks import Chunks, make_chunks
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, Outputs, PerformanceEstimator
 from shiftbench.methods._density_ratio import DENSITY_RATIO_HYPERPARAMETERS, N_FOLDS, density_ratios
-from shiftbench.monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, Chunks, add_alerts,
-                                   confusion_by_chunk, equal_size_groups, make_chunks, realised_metrics,
-                                   reference_band, score_columns)
+from shiftbench.methods._monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, add_alerts,
+                                            confusion_by_chunk, equal_size_groups, realised_metrics, reference_band,
+                                            score_columns)
 from shiftbench.validation import check_int
 
 

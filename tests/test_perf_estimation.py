@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from shiftbench import methods
+from shiftbench.chunks import chunk_by_period, make_chunks
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, Outputs
 from shiftbench.methods.cbpe import CBPE, MCBPE, needs_calibration
-from shiftbench.monitoring import chunk_by_period, make_chunks, plot_estimates, realised_metrics
+from shiftbench.methods._monitoring import plot_estimates, realised_metrics
 
 METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc"]
 
