@@ -16,8 +16,9 @@ import pandas as pd
 from sklearn import datasets as sk_datasets
 
 from shiftbench.dataset import Dataset, Grouper, Split
-from shiftbench.datasets.digits import stratified_parts
-from shiftbench.errors import UnknownNameError
+from shiftbench.datasets._sampling import labelled_parts
+from shiftbench.errors import ShiftbenchError, UnknownNameError
+from shiftbench.validation import check_int
 
 SOURCES: dict[str, Callable] = {
     "breast_cancer": sk_datasets.load_breast_cancer,
@@ -33,15 +34,6 @@ def biased_split(values: np.ndarray, seed: int, p_below: float = 0.7, p_above: f
     return rng.random(len(values)) < p
 
 
-def labelled_parts(key_sizes: dict[str, float], idx: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Stratified, seeded parts of ``idx`` with the given fractions."""
-    fractions = list(key_sizes.values())
-    sizes = [int(f * len(idx)) for f in fractions[:-1]]
-    sizes.append(len(idx) - sum(sizes))
-    parts = stratified_parts(y[idx], sizes, seed)
-    return {key: idx[p] for key, p in zip(key_sizes, parts)}
-
-
 class BiasedSampling(Dataset):
     """A scikit-learn tabular dataset with the DW paper's median-biased covariate shift."""
 
@@ -51,13 +43,15 @@ class BiasedSampling(Dataset):
     seed_option = "seed"
 
     def __init__(self, source: str = "breast_cancer", feature: int = 0, seed: int = 0):
-        super().__init__(source=source, feature=feature, seed=seed)
+        super().__init__()
         if source not in SOURCES:
             raise UnknownNameError("biased-sampling source", source, list(SOURCES))
         bunch = SOURCES[source]()
         x, y = bunch.data.astype(np.float32), bunch.target.astype(np.int64)
-        if not 0 <= feature < x.shape[1]:
-            raise ValueError(f"feature must index one of the {x.shape[1]} columns of {source}; got {feature}")
+        check_int(feature, "feature", "dataset biased_sampling", at_least=0)
+        if feature >= x.shape[1]:
+            raise ShiftbenchError(f"dataset biased_sampling: feature must index one of the {x.shape[1]} columns of "
+                                  f"{source}; got {feature}. Set feature to 0..{x.shape[1] - 1}.")
         in_source = biased_split(x[:, feature], seed)
         meta = pd.DataFrame({"below_median": x[:, feature] <= np.median(x[:, feature]), "y": y})
         self.n_classes = int(y.max()) + 1

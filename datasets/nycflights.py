@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from shiftbench.dataset import Dataset, Grouper, Split
-from shiftbench.errors import MissingDataError
-from shiftbench.datasets.digits import stratified_parts
+from shiftbench.datasets._sampling import labelled_parts
+from shiftbench.errors import MissingDataError, ShiftbenchError
+from shiftbench.validation import check_int
 
 WEATHER = ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]
 CARRIERS = ["9E", "AA", "AS", "B6", "DL", "EV", "F9", "FL", "HA", "MQ", "OO", "UA", "US", "VX", "WN", "YV"]
@@ -70,9 +71,11 @@ class NYCFlights(Dataset):
     seed_option = "split_seed"
 
     def __init__(self, source_months: int = 4, split_seed: int = 0, max_per_month: int | None = None):
-        super().__init__(source_months=source_months, split_seed=split_seed, max_per_month=max_per_month)
-        if not 1 <= source_months <= 10:
-            raise ValueError(f"source_months must be between 1 and 10 (months left for val and test); got {source_months}")
+        super().__init__()
+        check_int(source_months, "source_months", "dataset nycflights", at_least=1)
+        if source_months > 10:
+            raise ShiftbenchError(f"dataset nycflights: source_months must be at most 10 (months are left for val and "
+                                  f"test); got {source_months}. Set source_months to 1..10.")
         df = flights_with_weather()
         if max_per_month is not None:
             rng = np.random.default_rng(split_seed)
@@ -84,10 +87,8 @@ class NYCFlights(Dataset):
         meta = df[["month", "day", "origin", "carrier", "time_hour"]].assign(flight_row=np.arange(len(df)), y=y)
         self.n_classes, self.class_names = 2, ["on_time", "delayed"]
         self.grouper = Grouper(["origin"])
-        n = len(source)
-        parts = stratified_parts(y[source], [int(0.6 * n), int(0.2 * n), n - int(0.6 * n) - int(0.2 * n)], split_seed)
         month = df["month"].to_numpy()
-        index = {key: source[p] for key, p in zip(["train", "id_val", "id_test"], parts)}
+        index = labelled_parts({"train": 0.6, "id_val": 0.2, "id_test": 0.2}, source, y, split_seed)
         index["val"] = np.flatnonzero(month == source_months + 1)
         index["test"] = np.flatnonzero(month > source_months + 1)
         for key, idx in index.items():

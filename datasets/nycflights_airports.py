@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from shiftbench.dataset import Dataset, Grouper, Split
-from shiftbench.datasets.biased_sampling import labelled_parts
+from shiftbench.datasets._sampling import labelled_parts
 from shiftbench.datasets.nycflights import ORIGINS, WEATHER, features, flights_with_weather
 from shiftbench.errors import UnknownNameError
 
@@ -29,8 +29,7 @@ class NYCFlightsAirports(Dataset):
 
     def __init__(self, source_origin: str = "EWR", target_origin: str = "LGA", months: tuple[int, ...] = (1, 2, 3),
                  max_per_airport: int | None = 3000, seed: int = 0):
-        super().__init__(source_origin=source_origin, target_origin=target_origin, months=list(months),
-                         max_per_airport=max_per_airport, seed=seed)
+        super().__init__()
         for origin in (source_origin, target_origin):
             if origin not in ORIGINS:
                 raise UnknownNameError("origin airport", origin, list(ORIGINS))

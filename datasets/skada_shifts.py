@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from shiftbench.dataset import Dataset, Grouper, Split
-from shiftbench.datasets.biased_sampling import labelled_parts
+from shiftbench.datasets._sampling import labelled_parts
 from shiftbench.errors import ShiftbenchError
 
 SHIFTS = ("covariate_shift", "target_shift", "conditional_shift", "subspace")
@@ -26,7 +26,7 @@ class SkadaShift(Dataset):
     seed_option = "seed"
 
     def __init__(self, shift: str = "covariate_shift", n_samples: int = 100, noise: float | None = None, seed: int = 0):
-        super().__init__(shift=shift, n_samples=n_samples, noise=noise, seed=seed)
+        super().__init__()
         if shift not in SHIFTS:
             raise ShiftbenchError(f"unknown skada shift {shift!r}; valid shifts: {', '.join(SHIFTS)}")
         try:

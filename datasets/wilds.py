@@ -28,7 +28,9 @@ Inputs are read lazily, per index, when a model asks for them:
 
 Targets other than classes (poverty: regression; py150: next-token sequences; ogb-molpcba:
 128 binary tasks with NaN; globalwheat: boxes) use ``Split.task``; their ``y_pred`` formats are
-those WILDS' ``eval`` takes (see each class).
+those WILDS' ``eval`` takes (see each class). Those datasets and the text ones (civilcomments,
+amazon) are ``experimental``: they load and evaluate, but no model plugin or method family consumes
+them yet, so ``shiftbench run`` refuses them.
 """
 
 from __future__ import annotations
@@ -280,8 +282,7 @@ class WildsDataset(Dataset):
 
     def __init__(self, root_dir: str = "data", split_scheme: str = "official", image_size: int | None = None,
                  version: str | None = None, unlabelled: bool = True):
-        super().__init__(root_dir=root_dir, split_scheme=split_scheme, image_size=image_size, version=version,
-                         unlabelled=unlabelled)
+        super().__init__()
         self.root_dir = Path(root_dir).expanduser()
         self.image_size = int(image_size or self.default_image_size)
         self.check_requirements()
@@ -526,6 +527,7 @@ class GlobalWheat(WildsDataset):
     wilds_class = "wilds.datasets.globalwheat_dataset:GlobalWheatDataset"
     wilds_unlabeled_class = "wilds.datasets.unlabeled.globalwheat_unlabeled_dataset:GlobalWheatUnlabeledDataset"
     task, headline_metric = "detection", "detection_acc_avg_dom"
+    experimental = "a detection task; every model plugin is a classifier"
     evaluator = staticmethod(official.globalwheat)
     input_kind, default_image_size = "image", 1024
     visible_metadata = ("session", "country", "location", "stage")
@@ -542,6 +544,7 @@ class CivilComments(WildsDataset):
     headline_metric = "acc_wg"
     evaluator = staticmethod(official.civilcomments)
     input_kind = "text"
+    experimental = "text inputs; no model plugin takes text"
     group_fields = ["black", "y"]
     # the identities only: the auxiliary fields (severe_toxicity, obscene, insult ...) are toxicity labels
     visible_metadata = ("male", "female", "LGBTQ", "christian", "muslim", "other_religions", "black", "white",
@@ -562,6 +565,7 @@ class Amazon(WildsDataset):
     headline_metric = "10th_percentile_acc"
     evaluator = staticmethod(official.amazon)
     input_kind = "text"
+    experimental = "text inputs; no model plugin takes text"
     visible_metadata = ("user", "product", "category", "year")
     metadata_schema = {"reviews.csv": {"reviewerID": "str", "asin": "str", "category": "str", "reviewYear": "int",
                                        "overall": "int", "unixReviewTime": "int"},
@@ -580,6 +584,7 @@ class Poverty(WildsDataset):
     task, headline_metric = "regression", "r_wg"
     evaluator = staticmethod(official.poverty)
     input_kind = "multispectral"
+    experimental = "a regression task on multispectral tiles; every model plugin is a classifier of images or tables"
     visible_metadata = ("urban", "country")
     metadata_schema = {"dhs_metadata.csv": {"wealthpooled": "float", "country": "str"}}
 
@@ -595,6 +600,7 @@ class Py150(WildsDataset):
     task, headline_metric = "sequence", "acc"
     evaluator = staticmethod(official.py150)
     input_kind = "tokens"
+    experimental = "a token-sequence task; every model plugin is a classifier of images or tables"
     group_fields = ["repo"]
     # not ``tok_<i>_type``: the kinds of the target tokens
     visible_metadata = ("repo",)
@@ -613,6 +619,7 @@ class OGBMolPCBA(WildsDataset):
     task, headline_metric = "multitask", "ap"
     evaluator = staticmethod(official.ogb_molpcba)
     input_kind = "graph"
+    experimental = "a multi-task problem on molecular graphs; every model plugin is a classifier of images or tables"
     visible_metadata = ("scaffold",)
     requires = {"torch_geometric": "torch_geometric", "ogb": "ogb"}
 

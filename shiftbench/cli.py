@@ -74,7 +74,10 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
     what = args.what
     if what in (None, "datasets"):
-        show("datasets", datasets.registry.scan_all(), describe)
+        found = datasets.registry.scan_all()
+        show("datasets", {n: c for n, c in found.items() if not c.experimental}, describe)
+        show("experimental datasets (no model or method family consumes them yet; `shiftbench run` refuses them)",
+             {n: c for n, c in found.items() if c.experimental}, lambda c: f"{describe(c)}  [{c.experimental}]")
     if what in (None, "models"):
         show("models", models.scan_all(), describe)
     if what in (None, "methods"):

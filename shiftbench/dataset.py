@@ -1,7 +1,9 @@
 """The dataset contract, WILDS style: named splits with labels and metadata, a grouper, and eval.
 
 A dataset adapter subclasses :class:`Dataset`, sets ``name`` (the registry key, e.g. ``"digits"``
-or ``"wilds/camelyon17"``) and fills ``self.splits`` in ``__init__``. Split names follow WILDS:
+or ``"wilds/camelyon17"``) and fills ``self.splits`` in ``__init__``, whose parameters are the
+dataset's options: the base class captures them (``Dataset.options``, defaults filled in) and
+rejects names ``__init__`` does not take, before any data is loaded. Split names follow WILDS:
 ``train`` (labelled source), ``id_val``/``id_test`` (held-out source), ``val``/``test`` (shifted).
 Methods never receive a :class:`Split`; they receive an :class:`UnlabelledSplit`, which has no ``y``
 and only the metadata columns the dataset declares visible (``Dataset.visible_metadata``, an
@@ -148,6 +150,11 @@ def _example_bytes(example: Any) -> bytes:
     return repr(example).encode()
 
 
+def _label(cls: type) -> str:
+    """A dataset class's registry name, or its class name for an abstract base."""
+    return getattr(cls, "name", cls.__name__)
+
+
 def _as_index(index: np.ndarray | slice | None, n: int) -> np.ndarray | slice:
     if index is None:
         return slice(0, n)
@@ -175,13 +182,22 @@ class Grouper:
 
 
 class Dataset:
-    """Base class of dataset adapters: subclasses set ``name`` and fill ``splits`` in ``__init__``."""
+    """Base class of dataset adapters: subclasses set ``name`` and fill ``splits`` in ``__init__``.
+
+    The parameters of the adapter's ``__init__`` are its options. Constructing an adapter records the
+    options it was given, defaults filled in, as ``options`` (:meth:`bind_options`), so an adapter
+    calls ``super().__init__()`` without repeating them; an option ``__init__`` does not take is a
+    :class:`ShiftbenchError` before ``__init__`` runs.
+    """
 
     name: ClassVar[str]
     #: "image" (uint8 arrays N,H,W[,C]) or "tabular" (float N,d) or another modality.
     input_kind: ClassVar[str] = "image"
-    #: Hydra-visible options of ``__init__`` and their defaults (shown by ``shiftbench list``).
+    #: the shell command that fetches the data (shown in the error when it is missing), if any
     download_command: ClassVar[str | None] = None
+    #: why no model or method family can consume this dataset yet (one line), or ``None`` for a
+    #: supported one; ``shiftbench list`` marks an experimental dataset and ``shiftbench run`` refuses it
+    experimental: ClassVar[str | None] = None
     #: metadata columns a method may see (domain attributes that do not reveal ``y``): an allow-list;
     #: ``SCENARIO_METADATA`` (corruption, severity) is visible on top
     visible_metadata: ClassVar[tuple[str, ...]] = ()
@@ -194,8 +210,16 @@ class Dataset:
     #: ``None`` when its splits are fixed; the runner sets it from each cell's seed (:func:`load_for_seed`)
     seed_option: ClassVar[str | None] = None
 
-    def __init__(self, **options: Any):
-        self.options = options
+    #: the options the adapter was constructed with, defaults filled in (:meth:`bind_options`)
+    options: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Dataset:
+        dataset = super().__new__(cls)
+        dataset.options = cls.bind_options(*args, **kwargs)
+        return dataset
+
+    def __init__(self, **_repeated: Any):
+        # ``_repeated``: adapters written before options were captured pass theirs again; ignored
         self.splits: dict[str, Split] = {}
         #: unlabelled target pools (e.g. WILDS' ``test_unlabeled``), where the dataset has them
         self.unlabelled: dict[str, UnlabelledSplit] = {}
@@ -204,15 +228,40 @@ class Dataset:
         self.class_names: list[str] | None = None
 
     @classmethod
+    def option_names(cls) -> list[str]:
+        """The named parameters of ``__init__``: the dataset's options."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
-        """Reject option names ``__init__`` does not take (a typo would otherwise be ignored), listing the valid ones."""
-        params = inspect.signature(cls.__init__).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        """Reject option names ``__init__`` does not take (a typo would otherwise be ignored), listing the valid
+        ones; an ``__init__`` with ``**options`` takes any name."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
             return
-        valid = sorted(k for k in params if k != "self")
+        valid = sorted(cls.option_names())
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise ShiftbenchError(f"dataset {cls.name!r} has no options {unknown}; its options: {', '.join(valid) or '(none)'}")
+            raise ShiftbenchError(f"dataset {_label(cls)!r} has no options {unknown}; its options: "
+                                  f"{', '.join(valid) or '(none)'}")
+
+    @classmethod
+    def bind_options(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The options of the construction ``cls(*args, **kwargs)``: each parameter of ``__init__`` by name
+        (those of ``**options`` merged in), defaults filled in, tuples as lists (their form in a run config)."""
+        cls.check_options(kwargs)
+        signature = inspect.signature(cls.__init__)
+        try:
+            bound = signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise ShiftbenchError(f"dataset {_label(cls)!r}: {exc}; its options: "
+                                  f"{', '.join(cls.option_names()) or '(none)'}") from None
+        bound.apply_defaults()
+        options: dict[str, Any] = {}
+        for key, value in list(bound.arguments.items())[1:]:
+            options.update(value if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD else {key: value})
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()}
 
     @classmethod
     def options_for_seed(cls, options: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -292,12 +341,17 @@ def seeded_options(name: str, options: dict[str, Any], seed: int) -> dict[str, A
     return cls.options_for_seed({**implied, **options}, seed)
 
 
-def check_dataset_options(name: str, options: dict[str, Any]) -> None:
-    """Fail early (at cell expansion) if a run config sets the seed option that the run's ``seed`` drives,
-    or an option name the adapter does not take."""
+def check_dataset_for_run(name: str, options: dict[str, Any]) -> None:
+    """Fail early (at cell expansion) if dataset ``name`` is experimental (no model or method family consumes
+    it), or a run config sets the seed option that the run's ``seed`` drives, or an option name the adapter
+    does not take."""
     from shiftbench import datasets
 
-    datasets.adapter_class(name).check_options(seeded_options(name, options, 0))
+    cls = datasets.adapter_class(name)
+    if cls.experimental:
+        raise ShiftbenchError(f"dataset {name!r} is experimental ({cls.experimental}), so it cannot be run yet; "
+                              f"pick a supported dataset from `shiftbench list datasets`")
+    cls.check_options(seeded_options(name, options, 0))
 
 
 def load_for_seed(name: str, options: dict[str, Any], seed: int) -> Dataset:

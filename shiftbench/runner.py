@@ -30,7 +30,7 @@ from shiftbench import scorers as scorer_registry
 from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
 from shiftbench.cell_scoring import cell_scores
 from shiftbench.claims import Claims
-from shiftbench.dataset import check_dataset_options, load_for_seed
+from shiftbench.dataset import check_dataset_for_run, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
 from shiftbench.identity import cell_identity, scoring_identity
@@ -136,7 +136,7 @@ def expand_cells(cfg: dict[str, Any]) -> list[Cell]:
     for block in dataset_blocks(cfg):
         ds = block["name"]
         dataset_registry.adapter_class(ds)  # unknown names fail here, listing valid ones
-        check_dataset_options(ds, block.get("options") or {})
+        check_dataset_for_run(ds, block.get("options") or {})
         options = json.dumps(block.get("options") or {}, sort_keys=True)
         scenarios = expand_scenarios(block.get("scenarios") or [{}], defaults=block.get("stream") or {})
         check_chunk_columns(scenarios, dataset_registry.adapter_class(ds))
