@@ -69,15 +69,26 @@ class Outputs:
     y: np.ndarray | None = None
 
     @cached_property
-    def probs(self) -> np.ndarray:
-        return softmax(self.logits.astype(np.float64))
+    def probs(self) -> np.ndarray | None:
+        return None if self.logits is None else softmax(self.logits.astype(np.float64))
+
+    @classmethod
+    def from_probs(cls, probs: Any, y: Any = None, feats: Any = None) -> Outputs:
+        """Outputs given by their probabilities rather than logits (tests, notebooks, a model that emits
+        probabilities); ``logits`` is then ``None``."""
+        outputs = cls(None if feats is None else np.asarray(feats), None, None if y is None else np.asarray(y))
+        outputs.__dict__["probs"] = np.asarray(probs)
+        return outputs
 
     def __len__(self) -> int:
-        return len(self.logits)
+        return len(self.probs if self.logits is None else self.logits)
 
     def subset(self, index: np.ndarray) -> Outputs:
         """The outputs (and labels) of the rows ``index``, probabilities carried over rather than recomputed."""
-        part = Outputs(self.feats[index], self.logits[index], None if self.y is None else self.y[index])
+        def rows(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[index]
+
+        part = Outputs(rows(self.feats), rows(self.logits), rows(self.y))
         if "probs" in self.__dict__:
             part.__dict__["probs"] = self.probs[index]
         return part
@@ -108,9 +119,8 @@ class Batch:
         """A batch built by hand (tests, notebooks) from whichever of probabilities, features and inputs
         are given; the others raise when read."""
         given = next(len(a) for a in (probs, feats, inputs) if a is not None)
-        outputs = Outputs(np.asarray(feats) if feats is not None else None, None)
-        if probs is not None:
-            outputs.__dict__["probs"] = np.asarray(probs)
+        outputs = (Outputs.from_probs(probs, feats=feats) if probs is not None
+                   else Outputs(None if feats is None else np.asarray(feats), None))
         return cls(np.arange(given), lambda: outputs, None if inputs is None else (lambda index: inputs[index]))
 
     def __len__(self) -> int:

@@ -220,16 +220,11 @@ def test_single_example_class_in_reference_is_a_clear_error():
 # ----------------------------------------------------------------------------- ATC, DoC, IW
 
 
-def labelled(probs: np.ndarray, y: np.ndarray, feats: np.ndarray | None = None) -> Outputs:
-    """A labelled reference given by its probabilities (set as the cached ``probs``, as ``Batch.from_arrays`` does)."""
-    reference = Outputs(feats, None, y)
-    reference.__dict__["probs"] = probs
-    return reference
 
 
 def test_atc_reproduces_reference_accuracy_and_tracks_shift():
     p_ref, y_ref = multiclass_data(5000, 5, 12)
-    atc = methods.load("atc", score="negative_entropy").fit(labelled(p_ref, y_ref))
+    atc = methods.load("atc", score="negative_entropy").fit(Outputs.from_probs(p_ref, y_ref))
     ref_acc = np.mean(p_ref.argmax(1) == y_ref)
     assert atc.process(Batch.from_arrays(probs=p_ref)) == pytest.approx(ref_acc, abs=1e-12)  # the threshold's defining property
     p_an, y_an = multiclass_data(5000, 5, 13, scale=1.0)  # flatter scores: lower accuracy
@@ -241,7 +236,7 @@ def test_atc_reproduces_reference_accuracy_and_tracks_shift():
 def test_doc_is_reference_accuracy_plus_confidence_change():
     p_ref, y_ref = multiclass_data(2000, 3, 14)
     p_an, _ = multiclass_data(500, 3, 15, scale=1.0)
-    doc = methods.load("doc").fit(labelled(p_ref, y_ref))
+    doc = methods.load("doc").fit(Outputs.from_probs(p_ref, y_ref))
     expected = np.mean(p_ref.argmax(1) == y_ref) - (p_ref.max(1).mean() - p_an.max(1).mean())
     assert doc.process(Batch.from_arrays(probs=p_an)) == pytest.approx(expected)
 
@@ -250,7 +245,7 @@ def test_importance_weighted_accuracy_corrects_covariate_shift():
     x_ref, p_ref, y_ref = covariate_shift_data(4000, 16, 0.0)
     x_an, p_an, y_an = covariate_shift_data(1500, 17, 1.5)
     scores_ref, scores_an = np.column_stack([1 - p_ref, p_ref]), np.column_stack([1 - p_an, p_an])
-    iw = methods.load("iw_estimator").fit(labelled(scores_ref, y_ref, feats=x_ref))
+    iw = methods.load("iw_estimator").fit(Outputs.from_probs(scores_ref, y_ref, feats=x_ref))
     realised, ref_acc = np.mean(scores_an.argmax(1) == y_an), np.mean(scores_ref.argmax(1) == y_ref)
     assert abs(iw.process(Batch.from_arrays(probs=scores_an, feats=x_an)) - realised) < 0.5 * abs(ref_acc - realised)
 
