@@ -99,7 +99,7 @@ class Toy(Dataset):
     visible_metadata = ("domain",)
 
     def __init__(self, flaw: str | None = None):
-        super().__init__(flaw=flaw)
+        super().__init__()
         rng = np.random.default_rng(0)
         n = 120
         y = rng.permutation(np.arange(n) % 2)
