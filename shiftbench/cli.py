@@ -20,45 +20,19 @@ def lists_for_single_run(overrides: list[str]) -> list[str]:
     return [f"{m.group(1)}=[{m.group(2)}]" if (m := _SWEEP.match(o)) else o for o in overrides]
 
 
-def check_override_keys(overrides: list[str]) -> None:
-    """Reject an override of a key the config does not have, listing the keys it does have."""
-    from importlib import resources
-
-    from omegaconf import OmegaConf
-
-    primary = OmegaConf.create(resources.files("shiftbench.configs").joinpath("config.yaml").read_text())
-    groups = [p.name for p in resources.files("shiftbench.configs").iterdir() if p.is_dir() and not p.name.startswith("_")]
-    valid = sorted({*primary.keys(), *groups} - {"defaults"})
-    for override in overrides:
-        key = override.split("=", 1)[0]
-        if "=" not in override or key[:1] in "+~" or key.startswith("hydra"):
-            continue
-        top = key.split(".", 1)[0].split("/", 1)[0]
-        if top not in valid:
-            raise ShiftbenchError(f"unknown config key {top!r} in override {override!r}; valid keys: {', '.join(valid)} "
-                                  "(prefix with + to add a new key)")
-
-
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from shiftbench.hydra_app import compose, multirun, run_experiment
+
     overrides = list(args.overrides) + extra
-    check_override_keys(overrides)
     if args.dry_run:
         overrides.append("dry_run=true")
     if args.publish:
         overrides.append("publish=true")
-    if not args.multirun:
-        from shiftbench.hydra_app import compose, run_experiment
-
-        overrides = lists_for_single_run(overrides)
-        run_experiment({**compose(overrides), "overrides": [o for o in overrides if o != "dry_run=true"]})
+    if args.multirun:
+        multirun(overrides)
         return 0
-    import hydra
-
-    from shiftbench.hydra_app import CONFIG_PACKAGE, check_sweep, task
-
-    check_sweep(overrides)
-    sys.argv = ["shiftbench run", "--multirun", *overrides]
-    hydra.main(config_path=CONFIG_PACKAGE, config_name="config", version_base="1.3")(task)()
+    overrides = lists_for_single_run(overrides)
+    run_experiment({**compose(overrides), "overrides": [o for o in overrides if o != "dry_run=true"]})
     return 0
 
 

@@ -1,10 +1,12 @@
 """The Hydra application behind ``shiftbench run``: compose the config, run the cells, write tables.
 
 A single run composes the config with Hydra's compose API and runs in this process (no Hydra
-output directory, errors reach the CLI as one line). ``-m`` sweeps run one job per override
-combination through the configured launcher (joblib locally; submitit/Ray on clusters); every
-job writes its own records into the shared store and :class:`CollectTables` rebuilds the tables
-from all current records when the sweep ends, and fails the sweep if any cell failed.
+output directory, errors reach the CLI as one line). ``-m`` sweeps (:func:`multirun`) go through
+Hydra's sweeper and the configured launcher (joblib locally; submitit/Ray on clusters), one job per
+override combination; every job writes its own records into the shared store and
+:class:`CollectTables` rebuilds the tables from all current records when the sweep ends, and fails
+the sweep if any cell failed. An override of a key the config lacks is Hydra's composition error,
+translated into one line listing the keys there are (:func:`unknown_key`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import json
 import os
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from hydra.experimental.callback import Callback
@@ -28,8 +31,12 @@ from shiftbench.runner import Cell, Runner, RunSettings, expand_cells
 from shiftbench.selection_report import write_results
 from shiftbench.sweep_estimate import describe_estimate
 
-CONFIG_PACKAGE = "pkg://shiftbench.configs"
+if TYPE_CHECKING:
+    from hydra._internal.hydra import Hydra
+
 CONFIG_MODULE = "shiftbench.configs"
+#: Hydra's ``hydra.job.name`` (the name ``hydra.main`` gave this module's task function)
+JOB_NAME = "hydra_app"
 
 
 class CellsFailed(ShiftbenchError):
@@ -44,20 +51,59 @@ class CellsFailed(ShiftbenchError):
         self.counts = counts
 
 
-def compose(overrides: list[str]) -> dict[str, Any]:
-    """The resolved experiment config for ``overrides`` (without Hydra's own settings)."""
-    from hydra import compose as hydra_compose
+@contextmanager
+def initialized_hydra(overrides: list[str]) -> Iterator[Hydra]:
+    """Hydra initialized on shiftbench's configs for a ``with`` block; an error composing ``overrides``
+    inside it leaves as one :class:`ShiftbenchError` line."""
     from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-        return OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise ShiftbenchError(f"the overrides do not give a valid config: {detail}") from exc
+    with initialize_config_module(config_module=CONFIG_MODULE, job_name=JOB_NAME, version_base="1.3"):
+        try:
+            yield GlobalHydra.instance().hydra
+        except (HydraException, OmegaConfBaseException) as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            error = unknown_key(exc, overrides) or ShiftbenchError(f"the overrides do not give a valid config: {detail}")
+            raise error from exc
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """The resolved experiment config for ``overrides`` (without Hydra's own settings)."""
+    from hydra import compose as hydra_compose
+
+    with initialized_hydra(overrides):
+        return OmegaConf.to_container(hydra_compose(config_name="config", overrides=overrides), resolve=True)
+
+
+def unknown_key(exc: Exception, overrides: list[str]) -> ShiftbenchError | None:
+    """Hydra's composition error for an override of a key the config does not have ("Key 'x' is not in
+    struct") as one line naming the key and listing the keys beside it (at the top level with the config
+    groups); ``None`` for any other error. Call it while Hydra is initialized."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = exc.__cause__
+    if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)) or cause.parent_node is None:
+        return None
+    key = str(cause.full_key)
+    parent = key.rpartition(".")[0]
+    valid = set(cause.parent_node.keys())
+    if not parent:
+        valid |= set(GlobalHydra.instance().config_loader().list_groups(""))
+    override = next((o for o in overrides if (o.split("=", 1)[0] + ".").startswith(key + ".")), key)
+    return ShiftbenchError(f"unknown config key {key!r} in override {override!r}; valid keys"
+                           f"{f' of {parent}' if parent else ''}: {', '.join(sorted(valid)) or '(none)'} "
+                           "(prefix with + to add a new key)")
+
+
+def multirun(overrides: list[str]) -> None:
+    """``shiftbench run -m``: check every job of the sweep (:func:`check_sweep`), then run them through
+    Hydra's configured sweeper and launcher, as ``--multirun`` on Hydra's own command line would."""
+    check_sweep(overrides)
+    with initialized_hydra(overrides) as hydra:
+        hydra.multirun(config_name="config", task_function=task, overrides=[*overrides, "hydra.mode=MULTIRUN"])
 
 
 def check_sweep(overrides: list[str]) -> None:
@@ -220,6 +266,8 @@ class CollectTables(Callback):
         cfg = OmegaConf.to_container(config, resolve=False)
         cfg.pop("hydra", None)  # its job fields (hydra.job.num) exist only inside a job
         cfg = {**OmegaConf.to_container(OmegaConf.create(cfg), resolve=True), "overrides": ["-m", *overrides]}
+        if cfg.get("dry_run"):  # the jobs described their cells and computed nothing: no tables to rebuild
+            return
         found = collect([cfg["store_dir"]])
         try:
             n_failed = publish(found, cfg, ExperimentView.from_config(cfg))

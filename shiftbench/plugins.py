@@ -22,9 +22,10 @@ import importlib.metadata
 import inspect
 import pkgutil
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from shiftbench.errors import ShiftbenchError, UnknownNameError
 
@@ -156,6 +157,20 @@ class PluginRegistry:
         """Register a class by hand (tests, notebooks); usable as a decorator."""
         self._add(obj.name, obj)
         return obj
+
+    @contextmanager
+    def temporarily(self, *classes: type) -> Iterator[None]:
+        """Register ``classes`` for a ``with`` block (a test's plugins), then unregister the names they took,
+        so that no other test sees them; a class already registered stays registered."""
+        taken = [cls for cls in classes if cls.name not in self._plugins]
+        try:
+            for cls in classes:
+                self.register(cls)
+            yield
+        finally:
+            for cls in taken:
+                if self._plugins.get(cls.name) is cls:
+                    del self._plugins[cls.name]
 
 
 def _claimed_options(cls: type, name: str) -> dict[str, Any] | None:

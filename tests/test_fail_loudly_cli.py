@@ -33,6 +33,8 @@ def run(tmp_path: Path, *overrides: str) -> list[str]:
     (["++dataset.options.split_seed=3"], "follows the run's seed"),
     (["method=[no_such_method]"], "unknown method 'no_such_method'"),
     (["method=[tent]", "+grid.tent.lr=[-1]"], "tent: lr must be"),
+    (["selection.protocl=none"], "unknown config key 'selection.protocl' in override 'selection.protocl=none'; "
+                                 "valid keys of selection: n_splits, protocol"),
 ])
 def test_config_errors_fail_before_computing(tmp_path, capsys, overrides, message):
     assert main(run(tmp_path, *overrides)) == 2
@@ -80,20 +82,19 @@ def test_progress_off_a_terminal_logs_done_total_and_eta():
 SLOW = '''
 import time
 from shiftbench.families import OutputAdapter
+from shiftbench.hyperparameters import Float
 
 
 class Slow(OutputAdapter):
     """Test plugin: the source predictions, slowly."""
 
     name = "test_slow"
+    hyperparameters = {"pause": Float(0.2, at_least=0)}
     grid = {"pause": [0.2, 0.3, 0.4, 0.5]}
 
-    def __init__(self, pause: float = 0.2):
-        self.pause = pause
-
-    def adapt(self, probs, feats):
+    def process(self, batch):
         time.sleep(self.pause / 10)
-        return probs
+        return batch.probs
 '''
 
 
@@ -125,6 +126,14 @@ def test_a_bad_job_in_a_sweep_stops_the_sweep_before_any_job_runs(tmp_path, caps
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("shiftbench: error: sweep job") and "method=no_such_method" in err and err.count("\n") == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_unknown_key_in_a_sweep_lists_the_valid_keys_before_any_job_runs(tmp_path, capsys):
+    assert main(["run", "-m", "experiment=smoke", "methd=source_only,lame", f"store_dir={tmp_path / 'store'}"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'methd' in override 'methd=source_only'" in err and err.count("\n") == 1
+    assert "valid keys: " in err and "method" in err and "seed" in err
     assert not (tmp_path / "store").exists()
 
 

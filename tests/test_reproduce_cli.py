@@ -39,9 +39,11 @@ class NeedsDownload(TinyTable):
     data_command = "shiftbench data download wilds/camelyon17"
 
 
-for plugin in (TinyTable, NeedsDownload):
-    if plugin.name not in registry._plugins:
-        registry.register(plugin)
+@pytest.fixture(autouse=True)
+def test_reproductions():
+    """The two test reproductions, registered for each test of this module only."""
+    with registry.temporarily(TinyTable, NeedsDownload):
+        yield
 
 
 def test_reproduce_prints_and_writes_ours_paper_delta(tmp_path, capsys):

@@ -14,7 +14,8 @@ import pytest
 
 from shiftbench import methods
 from shiftbench.errors import UnknownNameError
-from shiftbench.families import OutputAdapter
+from shiftbench.families import Batch, OutputAdapter
+from shiftbench.hyperparameters import Float
 from shiftbench.hydra_app import CellsFailed, run_experiment
 from shiftbench.runner import expand_cells
 from shiftbench.store import RecordStore
@@ -24,14 +25,12 @@ class SlowTemperature(OutputAdapter):
     """Test plugin: sharpens probabilities with a temperature, slowly (so a run can be killed mid-way)."""
 
     name = "test_slow_temperature"
+    hyperparameters = {"temperature": Float(1.0, above=0)}
     grid = {"temperature": [0.5, 1.0, 2.0]}
 
-    def __init__(self, temperature: float = 1.0):
-        self.temperature = temperature
-
-    def adapt(self, probs, feats):
+    def process(self, batch: Batch):
         time.sleep(0.01)
-        p = probs ** (1.0 / self.temperature)
+        p = batch.probs ** (1.0 / self.temperature)
         return p / p.sum(1, keepdims=True)
 
 
@@ -40,13 +39,29 @@ class Exploding(OutputAdapter):
 
     name = "test_exploding"
 
-    def adapt(self, probs, feats):
+    def process(self, batch: Batch):
         raise RuntimeError("boom")
 
 
-for plugin in (SlowTemperature, Exploding):
-    if plugin.name not in methods.registry._plugins:
-        methods.registry.register(plugin)
+@pytest.fixture(autouse=True)
+def test_plugins():
+    """The test plugins above, registered for each test of this module only."""
+    with methods.registry.temporarily(SlowTemperature, Exploding):
+        yield
+
+
+def test_a_plugin_registered_for_a_test_is_gone_after_it():
+    class Passing(OutputAdapter):
+        name = "test_passing"
+
+        def process(self, batch: Batch):
+            return batch.probs
+
+    with methods.registry.temporarily(Passing, SlowTemperature):
+        assert methods.registry.get("test_passing") is Passing
+    with pytest.raises(UnknownNameError):
+        methods.registry.get("test_passing")
+    assert methods.registry.get("test_slow_temperature") is SlowTemperature  # registered before: it stays
 
 
 def config(tmp_path, cache_dir, store: str, method=("test_slow_temperature",), seeds=(0, 1)) -> dict:
@@ -61,7 +76,8 @@ def config(tmp_path, cache_dir, store: str, method=("test_slow_temperature",), s
 
 
 def _run_in_child(cfg):
-    run_experiment(cfg)
+    with methods.registry.temporarily(SlowTemperature, Exploding):  # a spawned process registers its own
+        run_experiment(cfg)
 
 
 @pytest.mark.slow
@@ -136,15 +152,14 @@ def test_methods_never_receive_target_labels(tmp_path, cache_dir):
     class Spy(OutputAdapter):
         name = "test_spy"
 
-        def run(self, task):
+        def prepare(self, task):
             seen["target"] = task.target
-            return super().run(task)
 
-        def adapt(self, probs, feats):
-            return probs
+        def process(self, batch: Batch):
+            return batch.probs
 
-    methods.registry._plugins.setdefault("test_spy", Spy)
-    run_experiment(config(tmp_path, cache_dir, "spy", method=("test_spy",), seeds=(0,)))
+    with methods.registry.temporarily(Spy):
+        run_experiment(config(tmp_path, cache_dir, "spy", method=("test_spy",), seeds=(0,)))
     target = seen["target"]
     assert not hasattr(target, "y")
     assert "y" not in target.metadata.columns
@@ -184,12 +199,11 @@ def test_bad_method_output_is_caught_at_the_boundary(tmp_path, cache_dir):
     class NaNs(OutputAdapter):
         name = "test_nans"
 
-        def adapt(self, probs, feats):
-            return np.full_like(probs, np.nan)
+        def process(self, batch: Batch):
+            return np.full_like(batch.probs, np.nan)
 
-    methods.registry._plugins.setdefault("test_nans", NaNs)
     cfg = config(tmp_path, cache_dir, "nans", method=("test_nans",), seeds=(0,))
-    with pytest.raises(CellsFailed):
+    with methods.registry.temporarily(NaNs), pytest.raises(CellsFailed):
         run_experiment(cfg)
     errors = [r["error"] for r in RecordStore(cfg["store_dir"]).records()]
     assert all("NaN" in e and "test_nans" in e for e in errors)

@@ -30,7 +30,8 @@ class EditMe(OutputAdapter):
 
     name = "test_edit_me"
 
-    def adapt(self, probs, feats):
+    def process(self, batch):
+        probs = batch.probs
         {body}
 '''
 #: version A keeps the source model's predictions, version B shifts every prediction to the next class
@@ -45,13 +46,12 @@ class HalfFailing(OutputAdapter):
 
     name = "test_half_failing"
 
-    def run(self, task):
-        if len(task.batches) and task.target.name == "id_test":
+    def prepare(self, task):
+        if task.target.name == "id_test":
             raise RuntimeError("fails on id_test")
-        return super().run(task)
 
-    def adapt(self, probs, feats):
-        return probs
+    def process(self, batch):
+        return batch.probs
 '''
 
 
