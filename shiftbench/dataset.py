@@ -214,6 +214,8 @@ class Dataset:
     options: dict[str, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Dataset:
+        """An adapter with the options of this construction recorded (unknown ones refused) before its
+        ``__init__`` runs and reads any data."""
         dataset = super().__new__(cls)
         dataset.options = cls.bind_options(*args, **kwargs)
         return dataset

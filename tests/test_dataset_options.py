@@ -16,6 +16,7 @@ from shiftbench.dataset import Dataset, check_dataset_for_run
 from shiftbench.datasets import load, registry
 from shiftbench.errors import ShiftbenchError
 from shiftbench.models import registry as models
+from shiftbench.runner import expand_cells
 
 sys.path.insert(0, str(Path(__file__).parent))
 import metashift_fixtures  # noqa: E402
@@ -141,8 +142,11 @@ def test_list_shows_experimental_datasets_apart_with_their_reason(capsys):
 
 
 def test_run_refuses_an_experimental_dataset_up_front():
-    with pytest.raises(ShiftbenchError, match=r"dataset 'wilds/poverty' is experimental \(a regression task"):
-        check_dataset_for_run("wilds/poverty", {"root_dir": "/nonexistent"})
+    cfg = {"method": ["source_only"], "seed": [0], "model": "small_cnn",
+           "dataset": {"name": "wilds/poverty", "options": {"root_dir": "/nonexistent"}}}
+    with pytest.raises(ShiftbenchError, match=r"dataset 'wilds/poverty' is experimental \(a regression task") as caught:
+        expand_cells(cfg)  # at cell expansion: nothing is loaded
+    assert "\n" not in str(caught.value) and "shiftbench list datasets" in str(caught.value)
     check_dataset_for_run("digits", {})
 
 
