@@ -10,7 +10,7 @@ columns ``corruption``, ``severity`` and ``y``. Images are memory-mapped and rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,8 @@ class CifarC(Dataset):
     visible_metadata = ("corruption", "severity")
     target_only = True
 
-    def __init__(self, root_dir: str = "data", **options: Any):
-        super().__init__(root_dir=root_dir, **options)
+    def __init__(self, root_dir: str = "data"):
+        super().__init__()
         self.root = Path(root_dir).expanduser() / self.folder
         labels_path = self.root / "labels.npy"
         if not labels_path.exists():

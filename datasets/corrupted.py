@@ -55,8 +55,7 @@ class Corrupted(Dataset):
         from shiftbench.corruptions import CORRUPTIONS, code_fingerprint
         from shiftbench.corruptions.splits import corrupted_split
 
-        super().__init__(base=base, split=split, corruptions=corruptions, severities=list(severities), preset=preset,
-                         base_options=base_options)
+        super().__init__()
         source = datasets.load(base, **(base_options or {}))
         if source.input_kind != "image":
             raise ShiftbenchError(f"{base}-c needs an image dataset; {base!r} has {source.input_kind!r} inputs")

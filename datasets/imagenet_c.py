@@ -12,7 +12,7 @@ which folders are scanned (listing all of ImageNet-C's 3.75 million files takes 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,8 +49,8 @@ class ImageNetC(Dataset):
     target_only = True
 
     def __init__(self, root_dir: str | None = None, corruptions: Sequence[str] | None = None,
-                 severities: Sequence[int] | None = None, **options: Any):
-        super().__init__(root_dir=root_dir, corruptions=corruptions, severities=severities, **options)
+                 severities: Sequence[int] | None = None):
+        super().__init__()
         self.root = Path(root_dir or self.default_root).expanduser()
         command = self.download_command.replace("<root_dir>", str(self.root))
         unknown = sorted(set(corruptions or ()) - set(CORRUPTIONS))

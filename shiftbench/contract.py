@@ -88,8 +88,8 @@ class ContractDataset(Dataset):
     input_kind = "tabular"
     visible_metadata = ("domain",)
 
-    def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False, **options: Any):
-        super().__init__(**options)
+    def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False):
+        super().__init__()
         rng = np.random.default_rng(0)
         centres = rng.normal(0, 2.0, size=(N_CLASSES, N_FEATURES))
 

@@ -220,8 +220,7 @@ class Dataset:
         dataset.options = cls.bind_options(*args, **kwargs)
         return dataset
 
-    def __init__(self, **_repeated: Any):
-        # ``_repeated``: adapters written before options were captured pass theirs again; ignored
+    def __init__(self) -> None:
         self.splits: dict[str, Split] = {}
         #: unlabelled target pools (e.g. WILDS' ``test_unlabeled``), where the dataset has them
         self.unlabelled: dict[str, UnlabelledSplit] = {}

@@ -207,8 +207,7 @@ def test_cli_check_method(capsys):
     assert main(["check-method", "source_only"]) == 0
     out = capsys.readouterr().out
     assert "PASS  determinism" in out and "PASS  hyperparameters" in out and "7/7 checks" in out
-    if CrashesOnOne.name not in methods.registry.names():
-        methods.registry.register(CrashesOnOne)
-    assert main(["check-method", CrashesOnOne.name, "--check", "batch_size_1"]) == 1
+    with methods.registry.temporarily(CrashesOnOne):
+        assert main(["check-method", CrashesOnOne.name, "--check", "batch_size_1"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  batch_size_1" in out and "crashed with RuntimeError: index 1 is out of bounds" in out

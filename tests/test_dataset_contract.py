@@ -154,8 +154,9 @@ def test_class_order_is_judged_only_where_chance_cannot_explain_it():
 
 
 def test_check_dataset_command_exits_1_on_a_failed_check(capsys, monkeypatch):
-    registry.register(type("FlawedToy", (Toy,), {"name": "toy-flawed", "__init__": lambda self: Toy.__init__(self, "overlap")}))
-    assert main(["check-dataset", "toy-flawed"]) == 1
+    flawed = type("FlawedToy", (Toy,), {"name": "toy-flawed", "__init__": lambda self: Toy.__init__(self, "overlap")})
+    with registry.temporarily(flawed):
+        assert main(["check-dataset", "toy-flawed"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  disjoint_splits" in out and "PASS  not_class_sorted" in out
 

@@ -141,9 +141,8 @@ class RaisesInInit(OutputAdapter):
 
 
 def test_check_method_reports_a_failing_init_per_check(capsys):
-    if RaisesInInit.name not in methods.registry.names():
-        methods.registry.register(RaisesInInit)
-    assert main(["check-method", RaisesInInit.name]) == 1
+    with methods.registry.temporarily(RaisesInInit):
+        assert main(["check-method", RaisesInInit.name]) == 1
     out = capsys.readouterr().out
     building = [c for c in CHECKS if c != "interface"]  # the interface check reads the class; every other one builds it
     assert "PASS  interface" in out
@@ -247,9 +246,8 @@ def test_an_unknown_override_lists_the_valid_hyperparameters():
 def test_the_runner_and_selection_expand_grids_the_same_way():
     from shiftbench import runner
 
-    if SubGrids.name not in methods.registry.names():
-        methods.registry.register(SubGrids)
-    assert runner.grid_points(SubGrids.name, {"width": 3}) == grid_points(SubGrids, {"width": [3]})
+    with methods.registry.temporarily(SubGrids):
+        assert runner.grid_points(SubGrids.name, {"width": 3}) == grid_points(SubGrids, {"width": [3]})
     assert expand([{"C": 0.1}, {"C": 1.0}, {"C": 0.1}]) == [{"C": 0.1}, {"C": 1.0}]  # explicit settings, once each
 
 
