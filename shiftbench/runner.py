@@ -39,7 +39,7 @@ from shiftbench.models import registry as model_registry
 from shiftbench.progress import progress_bar
 from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, check_chunk_columns, expand_scenarios
-from shiftbench.seeding import seed_globals
+from shiftbench.seeding import int_seed, seed_globals
 from shiftbench.store import FINAL_STATUSES, RecordStore
 from shiftbench.sweep_estimate import record_model_cost
 
@@ -283,7 +283,8 @@ class Runner:
         try:
             dataset = load_for_seed(first.dataset, json.loads(first.dataset_options), first.seed)
             started = time.perf_counter()
-            model = build_model(first.model, dataset, first.seed, self.settings.cache_dir, self.settings.device)
+            model = build_model(first.model, dataset, int_seed(first.seed, "model"), self.settings.cache_dir,
+                                self.settings.device)
             counts["model_seconds"] += time.perf_counter() - started
             record_model_cost(self.settings.cache_dir, first.model, time.perf_counter() - started)
         except ShiftbenchError:
