@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftbench.methods.bn_adapt import use_batch_statistics
+from shiftbench.methods._batchnorm import use_batch_statistics
 from shiftbench.methods.lame import lame
 from shiftbench.methods.tent import Tent
 from shiftbench.models.small_cnn import make_backbone

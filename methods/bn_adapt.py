@@ -17,30 +17,7 @@ from torch import nn
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Float
-
-
-def batchnorm_layers(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def require_batch_statistics(x: torch.Tensor, method: str) -> None:
-    """Refuse, with the reason, a batch too small to have batch statistics."""
-    if x.shape[0] < 2:
-        raise ShiftbenchError(f"{method} normalises with each batch's statistics, which need at least 2 examples "
-                              f"per batch; got a batch of {x.shape[0]} (use a scenario with batch_size >= 2)")
-
-
-def use_batch_statistics(network: nn.Module, momentum: float | None = None) -> nn.Module:
-    """Put every BatchNorm layer of ``network`` in test-time batch-statistics mode (in place)."""
-    network.eval()
-    for bn in batchnorm_layers(network):
-        bn.train()
-        if momentum is None:
-            bn.track_running_stats = False
-            bn.running_mean, bn.running_var = None, None
-        else:
-            bn.momentum = momentum
-    return network
+from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics, use_batch_statistics
 
 
 def mix_with_source_statistics(network: nn.Module, prior: float) -> nn.Module:

@@ -39,7 +39,7 @@ from torch import nn
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Choice, Float, Int
-from shiftbench.methods.bn_adapt import require_batch_statistics, use_batch_statistics
+from shiftbench.methods._batchnorm import require_batch_statistics, use_batch_statistics
 from shiftbench.methods.tent import Tent
 from shiftbench.seeding import generator
 

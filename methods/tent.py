@@ -25,7 +25,7 @@ from torch import nn
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Float, Int
-from shiftbench.methods.bn_adapt import require_batch_statistics
+from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def configure_for_tent(model: nn.Module) -> list[nn.Parameter]:
     """Put ``model`` in Tent's mode (in place) and return the BatchNorm affine parameters it trains."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batchnorm_layers(model)
     params = [p for m in norms for p in (m.weight, m.bias) if p is not None]
     if not params:
         raise ShiftbenchError("Tent needs a network with affine BatchNorm layers; this one has none "

@@ -1,11 +1,11 @@
 """BN-adapt normalises with each target batch's statistics, as its definition says."""
 
-import numpy as np
 import torch
 from torch import nn
 
 from shiftbench.families import Batch
-from shiftbench.methods.bn_adapt import BNAdapt, batchnorm_layers, use_batch_statistics
+from shiftbench.methods._batchnorm import batchnorm_layers, use_batch_statistics
+from shiftbench.methods.bn_adapt import BNAdapt
 from tasks import network_task
 
 

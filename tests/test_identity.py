@@ -49,8 +49,9 @@ def test_editing_an_imported_module_changes_the_importers_hash_only(package):
 
 def test_real_plugins_cover_the_shiftbench_modules_they_import():
     tent = identity.module_closure("shiftbench.methods.tent")
-    assert "shiftbench.methods.bn_adapt" in tent and "shiftbench.families" in tent
-    assert "shiftbench.methods.bn_adapt" not in identity.module_closure("shiftbench.methods.source_only")
+    assert "shiftbench.methods._batchnorm" in tent and "shiftbench.families" in tent
+    assert "shiftbench.methods.bn_adapt" not in tent  # shared helpers live in the room's common module
+    assert "shiftbench.methods._batchnorm" not in identity.module_closure("shiftbench.methods.source_only")
     assert "shiftbench.methods._monitoring" in identity.module_closure("shiftbench.methods.cbpe")
     assert "shiftbench.scenarios" in identity.module_closure(identity.HARNESS_MODULES[1])
     harness = set().union(*(identity.module_closure(m) for m in identity.HARNESS_MODULES))
