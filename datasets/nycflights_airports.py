@@ -1,6 +1,6 @@
 """NYC flights 2013 with an airport shift: source = flights from one New York airport, target =
 flights from another, over the same months (delay > 15 min; features and weather join of
-:mod:`shiftbench.datasets.nycflights`).
+:mod:`shiftbench.datasets._flights`).
 
 Source flights are split 60/20/20 into ``train`` / ``id_val`` / ``id_test``; the target airport's
 flights into ``val`` / ``test`` halves (stratified, seeded). ``max_per_airport`` subsamples each
@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from shiftbench.dataset import Dataset, Grouper, Split
+from shiftbench.dataset import Grouper, Split
 from shiftbench.datasets._sampling import labelled_parts
-from shiftbench.datasets.nycflights import ORIGINS, WEATHER, features, flights_with_weather
+from shiftbench.datasets._flights import ORIGINS, WEATHER, FlightsDataset, features, flights_with_weather
 from shiftbench.errors import UnknownNameError
 
 
-class NYCFlightsAirports(Dataset):
+class NYCFlightsAirports(FlightsDataset):
     """NYC flights 2013: delay prediction trained at one airport, deployed at another."""
 
     name = "nycflights_airports"
-    input_kind = "tabular"
-    visible_metadata = ("month", "day", "origin", "carrier", "time_hour")
-    #: identical feature rows occur for distinct flights, so examples are identified by their table row
-    id_column = "flight_row"
     seed_option = "seed"
 
     def __init__(self, source_origin: str = "EWR", target_origin: str = "LGA", months: tuple[int, ...] = (1, 2, 3),

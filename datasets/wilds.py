@@ -47,7 +47,6 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
-import torch
 
 from shiftbench.arrays import check_labels, to_numpy
 from shiftbench.cache import stable_hash

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from shiftbench import datasets
-from shiftbench.datasets.nycflights import data_dir
+from shiftbench.datasets._flights import data_dir
 
 
 @pytest.fixture(scope="module")
