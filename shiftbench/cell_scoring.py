@@ -30,7 +30,7 @@ from shiftbench.cache import error_line
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Method, PerformanceEstimator, Task
 from shiftbench.scorers import load as load_scorer
-from shiftbench.scoring import Candidate, UnlabelledTarget, ValidationView
+from shiftbench.scoring import Candidate
 from shiftbench.selection import domain_shuffle_splits
 
 Scores = dict[str, list[float]]
@@ -75,8 +75,7 @@ def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, outp
     scorers = {name: load_scorer(name) for name in scoring["scorers"]}
     fresh = lambda: _fresh(method)  # noqa: E731  (a candidate refits itself with it)
     for split in domain_shuffle_splits(ys, len(Xt), scoring["n_splits"], scoring["test_size"], task.random_state):
-        view = ValidationView(Xs[split.source_train], ys[split.source_train], Xs[split.source_test],
-                              ys[split.source_test], UnlabelledTarget(Xt[split.target_test]))
+        view = split.view(Xs, ys, Xt)
         try:
             model = fresh()
             model.fit(view.X_train, view.y_train, Xt[split.target_train])

@@ -33,6 +33,11 @@ class MetricFacts:
     #: a fraction of examples, so its sampling error is binomial
     proportion: bool = False
 
+    @property
+    def sign(self) -> float:
+        """+1 where higher values are better, -1 where lower ones are (multiply to make "better" larger)."""
+        return -1.0 if self.lower_is_better else 1.0
+
 
 #: the harness modules that declare the metrics they compute (imported before the first lookup)
 DECLARING_MODULES = ("shiftbench.metrics", "shiftbench.families")

@@ -219,7 +219,7 @@ class NestedCV(_Choosing):
         return {"kind": self.kinds[family], "scorers": self.scorers_for(family), **self.settings}
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
-        sign = metric_sign(metric)
+        sign = metric_facts(metric).sign
         parts = []
         for _, rows in frame.groupby(["dataset", "model", "method"], sort=False):
             if rows["hparams"].nunique() == 1:
@@ -302,7 +302,7 @@ class CrossScenario(_Choosing):
         return scenario.map(decided).astype(bool)
 
     def select(self, frame: pd.DataFrame, metric: str) -> Selected:
-        sign = metric_sign(metric)
+        sign = metric_facts(metric).sign
         metric_column = f"metric.{metric}"
         is_validation = self._validation_mask(frame) if not frame.empty else pd.Series(dtype=bool)
         unit = ["seed", *(f"scenario.{f}" for f in self.settings["by"])]  # one choice per value of these
@@ -335,11 +335,6 @@ class CrossScenario(_Choosing):
 def _matches(scenario: dict[str, Any], filter_: dict[str, Any]) -> bool:
     """Whether a scenario's fields have every value of a validation filter."""
     return all(scenario.get(k) == v for k, v in filter_.items())
-
-
-def metric_sign(metric: str) -> float:
-    """+1 where higher values of ``metric`` are better, -1 where lower ones are."""
-    return -1.0 if metric_facts(metric).lower_is_better else 1.0
 
 
 def _same(column: pd.Series, value: Any) -> np.ndarray:

@@ -276,8 +276,7 @@ def full_leaderboard(frame: pd.DataFrame, metric: str = "acc_avg", reference: st
     long["oracle"] = oracle_mask(long)
     long["reference"] = reference
     long = long.merge(compare_with_reference(frame, metric, reference, test, scores), on=[*keys, "group"], how="left")
-    better = -1.0 if metric_facts(metric).lower_is_better else 1.0
-    direction = np.sign(long["delta"].fillna(0.0) * better).astype(int)
+    direction = np.sign(long["delta"].fillna(0.0) * metric_facts(metric).sign).astype(int)
     marked = (long["p_value"] < alpha) & (long["method"] != reference) & long["complete"]
     long["significant"] = np.where(marked, direction, 0)
     long["rank"] = rank_cells(long, metric)

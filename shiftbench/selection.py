@@ -42,6 +42,11 @@ class DomainSplit:
     target_train: np.ndarray
     target_test: np.ndarray
 
+    def view(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> ValidationView:
+        """What a scorer sees of this split: the labelled source train and test parts, the unlabelled target test part."""
+        return ValidationView(Xs[self.source_train], ys[self.source_train], Xs[self.source_test], ys[self.source_test],
+                              UnlabelledTarget(Xt[self.target_test]))
+
 
 def _shuffle_split(n_splits: int, test_size: float, seed: int, y: np.ndarray | None, n: int) -> list[tuple]:
     if y is not None:
@@ -80,8 +85,7 @@ def grid_scores(make: Factory, grid: Grid, Xs: np.ndarray, ys: np.ndarray, Xt: n
     rows = []
     for i, params in enumerate(expand(grid)):
         for k, sp in enumerate(splits):
-            view = ValidationView(Xs[sp.source_train], ys[sp.source_train], Xs[sp.source_test], ys[sp.source_test],
-                                  UnlabelledTarget(Xt[sp.target_test]))
+            view = sp.view(Xs, ys, Xt)
             try:
                 cand = fit_candidate(make, params, view.X_train, view.y_train, Xt[sp.target_train])
             except Exception:

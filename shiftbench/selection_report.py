@@ -16,7 +16,7 @@ import pandas as pd
 
 from shiftbench.metric_facts import metric_facts
 from shiftbench.cache import atomic_write_text
-from shiftbench.protocols import ORACLE, NoSelection, Protocol, Selected, chosen_text, metric_sign, setting_text
+from shiftbench.protocols import ORACLE, NoSelection, Protocol, Selected, chosen_text, setting_text
 from shiftbench.report import (REFERENCE_METHOD, Leaderboard, aggregate, full_leaderboard, marked_wide, render_csv,
                                render_markdown, row_keys)
 from shiftbench.results_folder import write_tables
@@ -38,7 +38,7 @@ def selection_leaderboard(selected: Selected, metric: str, reference: str = REFE
     long.loc[long["scorer"] == ORACLE, "chosen"] = "best per scenario and seed"
     single = long["scorer"] == ""
     long.loc[single, "chosen"] = [setting_text(h) for h in long.loc[single, "hparams"]]
-    sign = metric_sign(metric)
+    sign = metric_facts(metric).sign
     avg = long[(long["group"] == "avg") & long["complete"]]
     oracle = avg[avg["scorer"] == ORACLE].set_index(["dataset", "model", "method"])["mean"]
     index = pd.MultiIndex.from_frame(long[["dataset", "model", "method"]])
