@@ -67,7 +67,7 @@ class Float(Hyperparameter):
     def describe(self) -> str:
         bounds = [f"{op} {b:g}" for op, b in ((">", self.above), (">=", self.at_least), ("<=", self.at_most))
                   if b is not None]
-        text = " and ".join(["number", *bounds]) if bounds else "number"
+        text = " ".join(["number", " and ".join(bounds)]).strip()
         extras = [*(repr(w) for w in self.words), *(["None"] if self.allow_none else [])]
         return " or ".join([text, *extras])
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from shiftbench.dataset import Split, UnlabelledSplit
 from shiftbench.families import Outputs, Task
-from shiftbench.models import SourceModel
+from shiftbench.model import SourceModel
 
 
 def network_task(network: nn.Module) -> Task:
