@@ -1,4 +1,4 @@
-"""Confidence-based performance estimation: CBPE (NannyML) and M-CBPE (Kivimaki et al. 2024).
+"""Confidence-based performance estimation: CBPE (NannyML) and M-CBPE (Białek et al. 2024).
 
 **CBPE.** On a labelled reference set, each class score (binary: the positive-class score;
 multiclass: each one-vs-rest column) is recalibrated by isotonic regression if that lowers the
@@ -14,19 +14,21 @@ ROC AUC from the curve whose true-positive mass is the calibrated q, ordered by 
 score (cumulative sums rounded to 5 decimals, as NannyML does). All chunks are estimated in one
 vectorised pass (bincounts over chunk x class, one batched sort per chunk size for ROC AUC).
 
-**M-CBPE** (multi-calibrated CBPE; Kivimaki, Bialek, Kuberski, Perrakis 2024, "We don't need no
-labels"). Under covariate shift the reference calibration no longer holds on the chunk; the
-calibrator is refitted for each chunk on the reference weighted by the density ratio
-w(x) = p_chunk(x) / p_ref(x). No public code exists; the choices made here:
+**M-CBPE** (multi-calibrated CBPE; Białek, Kivimäki, Kuberski, Perrakis 2024, "Estimating Model
+Performance Under Covariate Shift Without Labels", arXiv:2401.08348, later renamed PAPE). Under covariate
+shift the reference calibration no longer holds on the chunk; the calibrator is refitted for each chunk on
+the reference weighted by the density ratio w(x) = p_chunk(x) / p_ref(x). The choices made here:
 
 - density ratio from a domain classifier (reference = 0, chunk = 1) on the covariates,
   ``classifier="logistic"`` (standardised features, L2 logistic regression; stable for the small
   chunks of a stream) or ``"gbm"`` (histogram gradient boosting, the paper's LightGBM analogue);
 - reference rows are scored **out of fold** (``n_folds``-fold cross-fitting over reference + chunk),
   so the classifier cannot memorise the rows it weights;
-- w = P(chunk|x) / P(ref|x) * n_ref / n_chunk, classifier probabilities clipped to [1e-6, 1 - 1e-6],
-  ratios clipped at ``max_ratio`` times their mean, then normalised to mean 1 (weight clipping
-  bounds the variance that a few extreme ratios would otherwise cause);
+- the classifier's probabilities become ratios by ``ratio`` (``_density_ratio``): ``"clip"``,
+  w = P(chunk|x) / P(ref|x) * n_ref / n_chunk with probabilities clipped to [1e-6, 1 - 1e-6], ratios
+  clipped at ``max_ratio`` times their mean and normalised to mean 1 (weight clipping bounds the variance
+  that a few extreme ratios would otherwise cause); or ``"paper"``, the authors' importance-weighting
+  recipe n_ref / n_chunk * p / max(0.05, 1 - p), floored at 0.001;
 - calibrator: weighted isotonic regression per class score (always applied: the weighted fit is
   the point of the method), multiclass columns renormalised as in CBPE; then the CBPE formulas.
 """
@@ -45,7 +47,8 @@ from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.chunks import Chunks, make_chunks
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, Outputs, PerformanceEstimator
-from shiftbench.methods._density_ratio import DENSITY_RATIO_HYPERPARAMETERS, N_FOLDS, density_ratios
+from shiftbench.methods._density_ratio import (DENSITY_RATIO_HYPERPARAMETERS, N_FOLDS, RATIO_TREATMENT,
+                                                density_ratios)
 from shiftbench.methods._monitoring import (CONFUSION_METRICS, METRICS, MIN_REFERENCE_CHUNKS, add_alerts,
                                             confusion_by_chunk, equal_size_groups, realised_metrics, reference_band,
                                             score_columns)
@@ -273,12 +276,13 @@ class MCBPE(ConfidenceBasedEstimator):
     random_state: int = 0
 
     def __init__(self, metrics: tuple[str, ...] = ("accuracy", "f1", "roc_auc"), classifier: str = "logistic",
-                 max_ratio: float = 20.0, n_folds: int = 5):
+                 max_ratio: float = 20.0, n_folds: int = 5, ratio: str = "clip"):
         super().__init__(metrics)
         owner = type(self).__name__
         self.classifier = DENSITY_RATIO_HYPERPARAMETERS["classifier"].check(classifier, "classifier", owner)
         self.max_ratio = DENSITY_RATIO_HYPERPARAMETERS["max_ratio"].check(max_ratio, "max_ratio", owner)
         self.n_folds = N_FOLDS.check(n_folds, "n_folds", owner)
+        self.ratio = RATIO_TREATMENT.check(ratio, "ratio", owner)
 
     def fit(self, X_ref: Any, proba: Any, y: Any, pred: Any = None) -> MCBPE:
         """Store the labelled reference: covariates, scores, labels and predictions."""
@@ -288,7 +292,8 @@ class MCBPE(ConfidenceBasedEstimator):
 
     def chunk_calibrators(self, X_chunk: np.ndarray) -> dict[int, IsotonicRegression]:
         """Isotonic calibrators fitted on the reference weighted by its density ratio to ``X_chunk``."""
-        w = density_ratios(self.X_ref_, X_chunk, self.classifier, self.max_ratio, self.n_folds, self.random_state)
+        w = density_ratios(self.X_ref_, X_chunk, self.classifier, self.max_ratio, self.n_folds, self.random_state,
+                           self.ratio)
         return {j: isotonic().fit(self.reference_scores_[:, j], (self.reference_y_ == j).astype(np.float64),
                                   sample_weight=w)
                 for j in score_columns(self.n_classes_)}
@@ -324,14 +329,17 @@ class CBPEEstimator(PerformanceEstimator):
 
 
 class MCBPEEstimator(PerformanceEstimator):
-    """M-CBPE (Kivimaki et al. 2024): CBPE recalibrated per chunk by feature density ratios."""
+    """M-CBPE (Białek et al. 2024): CBPE recalibrated per chunk by feature density ratios."""
 
     name = "mcbpe"
-    hyperparameters = DENSITY_RATIO_HYPERPARAMETERS
-    grid: ClassVar[dict] = {"classifier": ["logistic"], "max_ratio": [10.0, 20.0]}
+    hyperparameters = {**DENSITY_RATIO_HYPERPARAMETERS, "ratio": RATIO_TREATMENT}
+    #: today's clipped ratios with a logistic classifier, and the boosted classifier with either ratio treatment
+    grid: ClassVar[list] = [{"classifier": ["logistic"], "max_ratio": [10.0, 20.0]},
+                            {"classifier": ["gbm"], "ratio": ["clip", "paper"]}]
 
     def fit(self, reference: Outputs) -> MCBPEEstimator:
-        self.mcbpe_ = MCBPE(metrics=("accuracy",), classifier=self.classifier, max_ratio=self.max_ratio)
+        self.mcbpe_ = MCBPE(metrics=("accuracy",), classifier=self.classifier, max_ratio=self.max_ratio,
+                            ratio=self.ratio)
         self.mcbpe_.random_state = self.random_state
         self.mcbpe_.fit(reference.feats, reference.probs, reference.y)
         return self

@@ -18,7 +18,7 @@ from shiftbench.cache import atomic_write_text
 from shiftbench.errors import ShiftbenchError
 from shiftbench.collect import Collection
 from shiftbench.protocols import Protocol
-from shiftbench.report import REFERENCE_METHOD, failure_notes
+from shiftbench.report import REFERENCE_METHOD, failure_notes, sampling_error_notes
 from shiftbench.runner import as_list
 from shiftbench.store import group_labels
 
@@ -66,7 +66,8 @@ class ExperimentView:
         ``shiftbench table``'s alike (what the columns are, failed cells, records left out)."""
         frame = self.frame(found.frame)
         columns = [f"columns: the scenarios' {' / '.join(self.group_by)} ('-': not set); avg: their mean"]
-        return frame, [*(columns if self.group_by else []), *failure_notes(frame), *found.notes()]
+        return frame, [*(columns if self.group_by else []), *failure_notes(frame), *sampling_error_notes(frame),
+                       *found.notes()]
 
     def save(self, store_dir: Path | str) -> None:
         atomic_write_text(Path(store_dir) / FILE_NAME, json.dumps(

@@ -27,6 +27,7 @@ table and the notes) and the text renderers (markdown, CSV, LaTeX). The HTML pag
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -394,6 +395,30 @@ def failure_notes(frame: pd.DataFrame) -> list[str]:
         return []
     return [f"{n_failed} of {len(frame)} cells failed (their tracebacks are in the records); rows with a failed cell "
             "show their coverage instead of a value"]
+
+
+def sampling_error_notes(frame: pd.DataFrame) -> list[str]:
+    """The table's note on the chance error of the realised per-chunk accuracy of performance-estimator cells
+    (those whose ``details`` give each chunk's size ``n`` and realised accuracy ``a``): the binomial standard
+    error sqrt(a(1-a)/n), averaged over a cell's chunks, then over the cells of each (dataset, model, column),
+    in percent. An estimate's error below it cannot be told from chance; none without such details."""
+    if frame.empty or "details" not in frame:
+        return []
+    rows = []
+    for _, cell in frame[(frame["status"] == "ok") & frame["details"].notna()].iterrows():
+        chunks = pd.DataFrame(json.loads(cell["details"]) if isinstance(cell["details"], str) else cell["details"])
+        if {"n", "realised"} <= set(chunks.columns):
+            a, n = chunks["realised"].to_numpy(float), chunks["n"].to_numpy(float)
+            rows.append({"dataset": cell["dataset"], "model": cell["model"], "group": cell["group"],
+                         "se": float(np.mean(np.sqrt(a * (1 - a) / n)))})
+    if not rows:
+        return []
+    means = pd.DataFrame(rows).groupby(["dataset", "model", "group"], sort=True)["se"].mean()
+    parts = [f"{d}/{m}: " + ", ".join(f"{g} {100 * v:.1f}" for (_, _, g), v in part.items())
+             for (d, m), part in means.groupby(level=["dataset", "model"])]
+    return ["sampling error of the realised accuracy (%): a chunk's binomial standard error sqrt(a(1-a)/n), mean "
+            "over the chunks and cells of a column; differences in mae_acc below it are within chance: "
+            + "; ".join(parts)]
 
 
 def render_markdown(board: Leaderboard, command: str | None = None) -> str:

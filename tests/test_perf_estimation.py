@@ -14,6 +14,8 @@ from shiftbench import methods
 from shiftbench.chunks import chunk_by_period, make_chunks
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, Outputs
+from shiftbench.methods import cbpe as cbpe_module
+from shiftbench.methods._density_ratio import clipped_ratios, density_ratios, paper_ratios
 from shiftbench.methods.cbpe import CBPE, MCBPE, needs_calibration
 from shiftbench.methods._monitoring import plot_estimates, realised_metrics
 
@@ -207,6 +209,37 @@ def test_mcbpe_multiclass_without_shift_is_close_to_cbpe():
     m = MCBPE(metrics=metrics).fit(np.log(p_ref) + noise, p_ref, y_ref).estimate(np.log(p_an), p_an, chunk_size=500)
     c = CBPE(metrics=metrics).fit(p_ref, y_ref).estimate(p_an, chunk_size=500)
     np.testing.assert_allclose(m[list(metrics)], c[list(metrics)], atol=0.01)
+
+
+def test_paper_ratio_recipe_on_a_hand_example():
+    """n_ref / n_chunk * p / max(0.05, 1 - p), floored at 0.001, with n_ref / n_chunk = 2."""
+    p = np.array([0.5, 0.99, 1e-5, 0.9])
+    expected = [2 * 0.5 / 0.5, 2 * 0.99 / 0.05, 0.001, 2 * 0.9 / 0.1]  # 1 - 0.99 < 0.05; 2e-5 < 0.001
+    np.testing.assert_allclose(paper_ratios(p, n_ref=200, n_target=100, max_ratio=1.0), expected, rtol=1e-12)
+    clipped = clipped_ratios(np.array([0.5, 0.5, 0.5, 0.9999]), n_ref=4, n_target=4, max_ratio=2.0)
+    # ratios 1, 1, 1, 9999: the last capped at 2 x their mean 2500.5 = 5001, then divided by the new mean 1251
+    np.testing.assert_allclose(clipped, np.array([1, 1, 1, 5001]) / 1251)
+
+
+@pytest.mark.parametrize("classifier, ratio", [("gbm", "paper"), ("logistic", "clip")])
+def test_the_classifier_and_ratio_choice_reach_the_density_ratios(monkeypatch, classifier, ratio):
+    seen = []
+
+    def spy(*args):
+        seen.append(args)
+        return density_ratios(*args)
+
+    monkeypatch.setattr(cbpe_module, "density_ratios", spy)
+    x_ref, p_ref, y_ref = covariate_shift_data(600, 30, 0.0)
+    x_an, p_an, _ = covariate_shift_data(200, 31, 1.0)
+    plugin = methods.load("mcbpe", classifier=classifier, ratio=ratio)
+    plugin.run(fake_task(x_ref, p_ref, y_ref, x_an, p_an, [np.arange(200)]))
+    (X_ref, X_chunk, used_classifier, max_ratio, n_folds, random_state, used_ratio), = seen
+    assert (used_classifier, used_ratio, max_ratio, len(X_chunk)) == (classifier, ratio, 20.0, 200)
+    w = density_ratios(X_ref, X_chunk, classifier, max_ratio, n_folds, random_state, ratio)
+    other = density_ratios(X_ref, X_chunk, "logistic" if classifier == "gbm" else "gbm", max_ratio, n_folds,
+                           random_state, ratio)
+    assert not np.allclose(w, other)  # the classifier changes the weights
 
 
 def test_single_example_class_in_reference_is_a_clear_error():
