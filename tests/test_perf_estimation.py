@@ -3,6 +3,7 @@ ATC / DoC / importance weighting by their definitions, chunked monitoring and th
 
 from __future__ import annotations
 
+import json
 import os
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from shiftbench.methods import cbpe as cbpe_module
 from shiftbench.methods._density_ratio import clipped_ratios, density_ratios, paper_ratios
 from shiftbench.methods.cbpe import CBPE, MCBPE, needs_calibration
 from shiftbench.methods._monitoring import plot_estimates, realised_metrics
+from shiftbench.report import sampling_error_notes
 
 METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc"]
 
@@ -335,6 +337,17 @@ def test_band_for_chunks_larger_than_the_reference_is_rescaled():
     half_width = 3 * ref_chunks.std(ddof=0) * np.sqrt(200 / 5000)
     assert (lo, hi) == pytest.approx((ref_chunks.mean() - half_width, ref_chunks.mean() + half_width))
     assert lo < np.mean((p_an > 0.5) == y_an) < hi
+
+
+def test_the_table_notes_the_sampling_error_of_the_realised_chunk_accuracy():
+    """sqrt(a(1-a)/n) per chunk, mean over a cell's chunks, then over the cells of a column, in percent."""
+    chunks = lambda *an: json.dumps([{"chunk": i, "n": n, "realised": a, "estimate": 0.5} for i, (a, n) in enumerate(an)])
+    frame = pd.DataFrame({
+        "dataset": "d", "model": "m", "status": ["ok", "ok", "ok", "failed"], "group": ["test", "test", "val", "val"],
+        "details": [chunks((0.5, 100), (0.9, 100)), chunks((0.5, 100), (0.9, 100)), chunks((0.8, 10000)), None]})
+    (note,) = sampling_error_notes(frame)
+    assert note.endswith("d/m: test 4.0, val 0.4")  # (0.05 + 0.03) / 2; 0.004 (the failed cell left out)
+    assert sampling_error_notes(frame.assign(details=None)) == []
 
 
 def test_bad_inputs_give_clear_errors():
