@@ -61,14 +61,14 @@ RATIO_TREATMENTS: dict[str, Callable[[np.ndarray, int, int, float], np.ndarray]]
 #: the hyperparameters of every plugin that reweights by these density ratios, declared once
 DENSITY_RATIO_HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "classifier": Choice("logistic", tuple(DOMAIN_CLASSIFIERS), doc="domain classifier giving the density ratios"),
-    "max_ratio": Float(20.0, above=0, doc="ratios clipped at this multiple of their mean (ratio=clip)"),
+    "max_ratio": Float(20.0, above=0, doc="ratios clipped at this multiple of their mean"),
 }
 #: cross-fitting folds of the domain classifier, for the plugins that let them be set
 N_FOLDS = Int(5, at_least=2, doc="cross-fitting folds of the domain classifier")
 #: how classifier probabilities become ratios, for the plugins that let it be set
 RATIO_TREATMENT = Choice("clip", tuple(RATIO_TREATMENTS),
                          doc="clip: at max_ratio x the mean, mean 1; paper: the M-CBPE authors' "
-                             "p / max(0.05, 1 - p) x n_ref / n_chunk, floored at 0.001")
+                             "p / max(0.05, 1 - p) x n_ref / n_chunk, floored at 0.001 (max_ratio unused)")
 
 
 def density_ratios(X_ref: np.ndarray, X_target: np.ndarray, classifier: str = "logistic", max_ratio: float = 20.0,
