@@ -27,8 +27,8 @@ the reference weighted by the density ratio w(x) = p_chunk(x) / p_ref(x). The ch
 - the classifier's probabilities become ratios by ``ratio`` (``_density_ratio``): ``"clip"``,
   w = P(chunk|x) / P(ref|x) * n_ref / n_chunk with probabilities clipped to [1e-6, 1 - 1e-6], ratios
   clipped at ``max_ratio`` times their mean and normalised to mean 1 (weight clipping bounds the variance
-  that a few extreme ratios would otherwise cause); or ``"paper"``, the authors' importance-weighting
-  recipe n_ref / n_chunk * p / max(0.05, 1 - p), floored at 0.001;
+  that a few extreme ratios would otherwise cause); or ``"paper"``, the importance-weighting recipe of
+  the authors' published code (NannyML/paper_mcbpe), n_ref / n_chunk * p / max(0.05, 1 - p), floored at 0.001;
 - calibrator: weighted isotonic regression per class score (always applied: the weighted fit is
   the point of the method), multiclass columns renormalised as in CBPE; then the CBPE formulas.
 """
