@@ -13,7 +13,8 @@ Two stages, both on the given source sample (n points, labelled) and target samp
    away from one. Solved by a dense primal-dual interior-point method written for this programme
    (``_dw_kmm_ipm``: Mehrotra predictor-corrector, the ball as a smooth concave constraint, one
    LAPACK Cholesky factorisation of the m x m Newton matrix per iteration, about 15-22 iterations
-   to relative residuals 1e-8 and gap 1e-9; no fallback chain), on the objective in x = [beta, alpha]
+   to relative residuals 1e-8 and gap 1e-9; where the plain predictor-corrector cycles, as on kernels
+   with many duplicated points, one restart with a centring floor of 0.3), on the objective in x = [beta, alpha]
    multiplied by n t, with the kernel computed once and shared by every D and a 1e-10 ridge so
    that singular or rounding-indefinite kernels (duplicated points) stay strictly convex. It reaches
    lower objectives than Clarabel at its default tolerances (which stops at an absolute gap of 1e-8
@@ -21,9 +22,16 @@ Two stages, both on the given source sample (n points, labelled) and target samp
    (A low-rank kernel factor did not pay: RBF kernels of these data have numerical rank about m/2.)
 
 2. **Minimax risk classifier** (MRC) with feature map phi(x, y) = e_y (x) [1?, x]:
-   mean vector tau = (1/n) sum_i beta_i phi(x_i, y_i); confidence vector
-   lambda = |E_p[alpha phi] - tau| + 1e-6 at the target label distribution p closest to tau in L1
-   (a linear programme, HiGHS); classifier parameters mu minimise
+   mean vector tau = (1/n) sum_i beta_i phi(x_i, y_i); confidence vector lambda = u + 1e-6 where
+   (p, u) solves the linear programme min sum u s.t. |E_p[alpha phi] - tau| <= u over target label
+   distributions p. The programme is degenerate (with two classes the residuals of a feature's two
+   class blocks sum to a constant, and every split of it between them is optimal): HiGHS returns a
+   vertex (one block's lambda at delta), an interior-point solver without crossover (the authors'
+   MOSEK, or Clarabel) a point near the analytic centre of the optimal face, and the minimax risks,
+   the chosen D and the classifier follow that choice. We take the analytic centre of the optimal face
+   (log barrier on p >= 0, u - r >= 0 and u + r >= 0 with r = E_p[alpha phi] - tau), computed by our
+   own damped-Newton path following (``confidence_vector``); the LP solver only supplies the optimal
+   value, so that the confidence vector does not depend on which solver that is. Classifier parameters mu minimise
    ``-tau.mu + lambda.|mu| + (1/t) sum_j Loss_j(alpha_j phi(x'_j, .) mu)`` where for the 0-1 loss
    Loss_j = 1 + psi(a) with psi(a) = max_C (sum_{y in C} a_y - 1)/|C| (an LP through
    psi(a) = min{theta : sum_y (a_y - theta)_+ <= 1}, HiGHS) and for the log loss
@@ -32,7 +40,7 @@ Two stages, both on the given source sample (n points, labelled) and target samp
 The classifier's rule at a target point is the projection of its scores onto the simplex (0-1
 loss) or their softmax (log loss). It is transductive: it predicts only the target sample it
 was fitted with. With ``D="auto"`` it fits every D in {1/(1-k/10)^2, k=0..9} and keeps the one
-with the lowest minimax risk (no labels needed).
+with the lowest minimax risk (no labels needed); a D whose programmes fail is skipped (``failed_D_``).
 """
 
 from __future__ import annotations
@@ -58,6 +66,15 @@ from shiftbench.validation import check_bool, check_number
 
 D_GRID = tuple(1.0 / (1.0 - k / 10.0) ** 2 for k in range(10))
 CONFIDENCE_DELTA = 1e-6
+#: floor on the interior point's centring parameter when DW-KMM is solved again after a failure
+RESTART_CENTRING = 0.3
+#: the optimal face of the confidence LP is widened to sum u <= v* + slack (v* + |tau|_1), with the first
+#: of these slacks for which rounding lets the central path reach it
+CENTRE_SLACKS = (1e-6, 1e-5, 1e-4)
+#: a centring stops once the squared Newton decrement is below this (its rounding floor is about 1e-12)
+CENTRE_DECREMENT = 1e-10
+#: damped Newton steps per centring at most
+CENTRE_STEPS = 60
 
 
 def knn_bandwidth(X: np.ndarray, k: int = 50) -> float:
@@ -92,8 +109,9 @@ def dw_kmm(kernel: np.ndarray, n: int, D: float, B: float = 1000.0, ridge: float
     Variables x = [beta, alpha] with w = (beta/n, -alpha/t); objective w^T (K + ridge I) w
     (the ridge keeps a singular or rounding-indefinite kernel strictly convex; its effect on the
     objective is below ridge * ||w||^2). With D = 1 alpha is fixed to one and eliminated (a linear
-    term). One dense interior-point solve (``_dw_kmm_ipm``) on the objective multiplied by n t,
-    no fallbacks; a ShiftbenchError if it does not converge.
+    term). One dense interior-point solve (``_dw_kmm_ipm``) on the objective multiplied by n t;
+    if Mehrotra's rule does not converge (it can cycle on kernels with many duplicated points), one
+    restart with the centring floor ``RESTART_CENTRING``; a ShiftbenchError if that fails too.
     """
     if D < 1:
         raise ShiftbenchError(f"D must be >= 1 (D = 1 is kernel mean matching); got {D}")
@@ -119,7 +137,10 @@ def dw_kmm(kernel: np.ndarray, n: int, D: float, B: float = 1000.0, ridge: float
     # |mean_row . x + mean_offset| <= eps as two rows of G x <= h
     G = np.vstack([mean_row, -mean_row])
     h = np.array([eps - mean_offset, eps + mean_offset])
-    x = solve_box_qp(P, q, upper, G, h, ball, x0, constant=const).x
+    try:
+        x = solve_box_qp(P, q, upper, G, h, ball, x0, constant=const).x
+    except ShiftbenchError:
+        x = solve_box_qp(P, q, upper, G, h, ball, x0, constant=const, min_centring=RESTART_CENTRING).x
     beta = np.clip(x[:n], 0, beta_upper)
     alpha = np.ones(t) if fixed_alpha else np.clip(x[n:], 0, 1)
     objective = (0.5 * x @ (P @ x) + q @ x + const) / objective_scale
@@ -137,15 +158,22 @@ def class_score_matrix(F: np.ndarray, alpha: np.ndarray, n_classes: int) -> sp.c
 
 
 def solve_lp(c: np.ndarray, A_ub, b_ub, A_eq=None, b_eq=None, bounds=None, what: str = "LP") -> scipy.optimize.OptimizeResult:
-    """HiGHS linear programme with a clear error when it fails."""
+    """HiGHS linear programme (its default choice of method; if that stops on a numerical solve error,
+    the dual simplex), with a clear error when it fails."""
     res = scipy.optimize.linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    if res.status == 4:  # HiGHS "solve error": numerical trouble in the method it chose
+        res = scipy.optimize.linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs-ds")
     if res.status != 0:
         raise ShiftbenchError(f"{what} failed in HiGHS: {res.message}")
     return res
 
 
-def confidence_vector(S: sp.csr_matrix, tau: np.ndarray, n_classes: int) -> np.ndarray:
-    """lambda = |E_p[alpha phi] - tau| + delta at the target label distribution p minimising the L1 gap."""
+LabelDistribution = Callable[[sp.csr_matrix, np.ndarray, int], np.ndarray]
+
+
+def vertex_label_distribution(S: sp.csr_matrix, tau: np.ndarray, n_classes: int) -> np.ndarray:
+    """An optimal target label distribution p (t*K, each point's row summing to 1/t) of the confidence LP
+    min sum u s.t. |S^T p - tau| <= u, from HiGHS (a vertex of the optimal face)."""
     tK, m = S.shape
     t = tK // n_classes
     E = S.T.tocsr()  # (m, t*K): expectation of alpha*phi under p (p_iy sums to 1/t per point)
@@ -154,8 +182,130 @@ def confidence_vector(S: sp.csr_matrix, tau: np.ndarray, n_classes: int) -> np.n
     b_ub = np.concatenate([tau, -tau])
     A_eq = sp.hstack([sp.kron(sp.identity(t), np.ones((1, n_classes))), sp.csr_matrix((t, m))], format="csr")
     c = np.concatenate([np.zeros(tK), np.ones(m)])
-    res = solve_lp(c, A_ub, b_ub, A_eq, np.full(t, 1.0 / t), bounds=(0, None), what="the confidence-vector LP")
-    return res.x[tK:] + CONFIDENCE_DELTA
+    return solve_lp(c, A_ub, b_ub, A_eq, np.full(t, 1.0 / t), bounds=(0, None), what="the confidence-vector LP").x[:tK]
+
+
+def confidence_vector(S: sp.csr_matrix, tau: np.ndarray, n_classes: int,
+                      label_distribution: LabelDistribution = vertex_label_distribution) -> np.ndarray:
+    """lambda = u + delta at the analytic centre of the optimal face of min sum u s.t. |S^T p - tau| <= u.
+
+    ``label_distribution`` (HiGHS by default; any LP solver) gives one optimal p; its projection onto
+    the simplices gives the optimal value v* as the value of a feasible point. The face
+    {sum u <= v* + slack (v* + |tau|_1)} (slack 1e-6; 1e-5 or 1e-4 where rounding stalls the path) is
+    then centred by ``_ConfidenceBarrier``: which optimum the solver returned does not matter.
+    Where v* is below that width, tau is attained and lambda = delta.
+    """
+    tK = S.shape[0]
+    t = tK // n_classes
+    q = np.clip(label_distribution(S, tau, n_classes), 0, None).reshape(t, n_classes)
+    q = (q / q.sum(1, keepdims=True)).ravel()  # label distribution of each target point (rows sum to 1)
+    E = (S.T / t).tocsr()  # residual r = E q - tau
+    optimum = float(np.abs(E @ q - tau).sum())
+    barrier = _ConfidenceBarrier(E, tau, n_classes)
+    for slack in CENTRE_SLACKS:
+        width = slack * (optimum + np.abs(tau).sum())
+        if optimum <= width:
+            return np.full(len(tau), CONFIDENCE_DELTA)
+        try:
+            return barrier.centre_of_face(optimum, optimum + width) + CONFIDENCE_DELTA
+        except _Stalled:
+            continue
+    raise ShiftbenchError("the confidence-vector centring did not converge (rounding stalled it at every width)")
+
+
+class _Stalled(Exception):
+    """A centring that rounding stopped before it converged."""
+
+
+class _ConfidenceBarrier:
+    """Log barrier of {q_i in the simplex (t points, K classes), u >= |E q - tau|}, plus s sum(u) or,
+    with a cut, -log(cut - sum u); damped-Newton centring on it.
+
+    The Newton system eliminates u (its Hessian block is diagonal plus, with the cut, rank one) and
+    keeps every q_i on its simplex by projecting per point, so that one step costs O(t K m^2).
+    """
+
+    def __init__(self, E: sp.csr_matrix, tau: np.ndarray, n_classes: int):
+        self.E, self.Et, self.tau, self.K = E, E.T.tocsr(), tau, n_classes
+        self.t = E.shape[1] // n_classes
+
+    def _project(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """diag(w) x minus its per-point multiple of w: the inverse of diag(1/w) on {sum_y dq_iy = 0}."""
+        X = x.reshape(self.t, self.K, -1)
+        W = w.reshape(self.t, self.K, 1)
+        return (W * (X - (W * X).sum(1, keepdims=True) / W.sum(1, keepdims=True))).reshape(x.shape)
+
+    def newton(self, q: np.ndarray, u: np.ndarray, s: float, cut: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Newton direction (dq, du), with sum_y dq_iy = 0, and the squared Newton decrement.
+
+        With a = u - r, b = u + r the u-block of the Hessian is diag(1/a^2 + 1/b^2) (plus 11^T / g^2
+        with the cut, g = cut - sum u); its Schur complement on r is diag(4 / (a^2 + b^2)) + gamma c c^T
+        with c = (a^2 - b^2) / (a^2 + b^2), written so that nothing cancels when a or b is tiny.
+        """
+        r = self.E @ q - self.tau
+        a, b = u - r, u + r
+        ia, ib = 1 / a, 1 / b
+        s_eff = s + (1 / (cut - u.sum()) if cut is not None else 0.0)
+        d_inv = (a * b) ** 2 / (a**2 + b**2)  # inverse of the diagonal of the u block
+        c = (a**2 - b**2) / (a**2 + b**2)
+        g_u = s_eff - ia - ib
+        g_q = -1 / q + self.Et @ (ia - ib)
+        rho = (ia - ib) * (s_eff * (ia + ib) - 2 * ia * ib) / (ia**2 + ib**2)  # r-gradient less c g_u
+        columns = [np.diag(np.sqrt(4 / (a**2 + b**2)))]
+        gamma = 0.0
+        if cut is not None:
+            gamma = 1 / ((cut - u.sum()) ** 2 + d_inv.sum())
+            rho = rho + c * gamma * (d_inv @ g_u)
+            columns.append(np.sqrt(gamma) * c[:, None])
+        V = self.Et @ np.hstack(columns)  # E^T (Schur complement) E = V V^T
+        rhs = -(-1 / q + self.Et @ rho)
+        w = q * q
+        PV, Pr = self._project(V, w), self._project(rhs, w)
+        dq = Pr - PV @ np.linalg.solve(np.eye(V.shape[1]) + V.T @ PV, V.T @ Pr)
+        y = d_inv * g_u + c * (self.E @ dq)
+        du = -(y - d_inv * gamma * y.sum())
+        return dq, du, float(-(g_q @ dq + g_u @ du))
+
+    def _max_step(self, q: np.ndarray, u: np.ndarray, dq: np.ndarray, du: np.ndarray, cut: float | None) -> float:
+        """The largest step keeping q, u - r, u + r (and cut - sum u) positive."""
+        r, dr = self.E @ q - self.tau, self.E @ dq
+        pairs = [(q, dq), (u - r, du - dr), (u + r, du + dr)]
+        if cut is not None:
+            pairs.append((np.array([cut - u.sum()]), np.array([-du.sum()])))
+        step = np.inf
+        for v, dv in pairs:
+            neg = dv < 0
+            if neg.any():
+                step = min(step, float(np.min(-v[neg] / dv[neg])))
+        return step
+
+    def centre(self, q: np.ndarray, u: np.ndarray, s: float, cut: float | None,
+               decrement: float = CENTRE_DECREMENT) -> tuple[np.ndarray, np.ndarray]:
+        """Minimise the barrier from a strictly feasible (q, u): damped Newton (self-concordant: step
+        1 / (1 + decrement), full steps once the squared decrement is below 1/16), at most 0.99 of the
+        way to the boundary, until the squared decrement is below ``decrement``."""
+        for _ in range(CENTRE_STEPS):
+            dq, du, dec = self.newton(q, u, s, cut)
+            if dec <= decrement:
+                return q, u
+            step = min(1.0 if dec < 1 / 16 else 1 / (1 + np.sqrt(dec)), 0.99 * self._max_step(q, u, dq, du, cut))
+            q, u = q + step * dq, u + step * du
+            q = q / q.reshape(self.t, self.K).sum(1).repeat(self.K)  # rounding drift off the simplices
+        raise _Stalled
+
+    def centre_of_face(self, optimum: float, cut: float) -> np.ndarray:
+        """u at the analytic centre of {sum u <= cut}: near the central path of min sum u (s = 1, 30,
+        900, ..., each centred roughly: only the last centring, with the cut, decides the point) from q
+        uniform until sum u is half-way from ``optimum`` to ``cut``, then centring with the cut."""
+        q = np.full(self.E.shape[1], 1.0 / self.K)
+        u = np.abs(self.E @ q - self.tau) + 1.0
+        s = 1.0
+        while u.sum() >= optimum + 0.5 * (cut - optimum):
+            if s > 1e14:
+                raise _Stalled
+            q, u = self.centre(q, u, s, None, decrement=0.1)
+            s *= 30
+        return self.centre(q, u, 0.0, cut)[1]
 
 
 def mrc_zero_one(S: sp.csr_matrix, tau: np.ndarray, lam: np.ndarray, n_classes: int) -> tuple[np.ndarray, float]:
@@ -242,13 +392,32 @@ def _fingerprint(X: np.ndarray) -> str:
 
 
 @dataclass
-class _Fit:
-    D: float
-    weights: KMMWeights
+class MinimaxFit:
+    """The minimax risk classifier of one pair of weights: mean and confidence vectors, mu and its risk."""
+
     tau: np.ndarray
     lam: np.ndarray
     mu: np.ndarray
     risk: float
+
+
+def fit_minimax_classifier(Fs: np.ndarray, onehot: np.ndarray, F_target: np.ndarray, beta: np.ndarray,
+                           alpha: np.ndarray, loss: str) -> MinimaxFit:
+    """The double-weighted MRC of source features ``Fs`` with one-hot labels and target features
+    ``F_target``, training weights beta and testing weights alpha (both one: the unweighted MRC)."""
+    n_classes = onehot.shape[1]
+    tau = ((onehot * beta[:, None]).T @ Fs / len(Fs)).ravel()
+    S = class_score_matrix(F_target, alpha, n_classes)
+    lam = confidence_vector(S, tau, n_classes)
+    mu, risk = LOSSES[loss].solve(S, tau, lam, n_classes)
+    return MinimaxFit(tau, lam, mu, risk)
+
+
+@dataclass
+class _Fit:
+    D: float
+    weights: KMMWeights
+    mrc: MinimaxFit
 
 
 def check_hyperparameters(owner: str, D: float | str, loss: str, fit_intercept: bool) -> None:
@@ -285,21 +454,24 @@ class DoubleWeighting:
         Fs, self.F_target_ = self._features(Xs), self._features(Xt)
         onehot = np.eye(self.n_classes_)[y]
         grid = D_GRID if self.D == "auto" else (float(self.D),)
-        fits = [self._fit_one(D, kernel, len(Xs), Fs, onehot) for D in grid]
-        self.risks_ = {f.D: f.risk for f in fits}
-        best = min(fits, key=lambda f: f.risk)
+        fits, self.failed_D_ = [], {}
+        for D in grid:
+            try:
+                fits.append(self._fit_one(D, kernel, len(Xs), Fs, onehot))
+            except ShiftbenchError as error:  # one failed D leaves the others to choose from
+                self.failed_D_[D] = str(error)
+        if not fits:
+            raise ShiftbenchError(f"DoubleWeighting: every D failed; the first: {next(iter(self.failed_D_.values()))}")
+        self.risks_ = {f.D: f.mrc.risk for f in fits}
+        best = min(fits, key=lambda f: f.mrc.risk)
         self.D_, self.beta_, self.alpha_ = best.D, best.weights.beta, best.weights.alpha
-        self.tau_, self.lambda_, self.mu_, self.risk_ = best.tau, best.lam, best.mu, best.risk
+        self.tau_, self.lambda_, self.mu_, self.risk_ = best.mrc.tau, best.mrc.lam, best.mrc.mu, best.mrc.risk
         self._target_fingerprint = _fingerprint(Xt)
         return self
 
     def _fit_one(self, D: float, kernel: np.ndarray, n: int, Fs: np.ndarray, onehot: np.ndarray) -> _Fit:
         weights = dw_kmm(kernel, n, D, self.B)
-        tau = ((onehot * weights.beta[:, None]).T @ Fs / n).ravel()
-        S = class_score_matrix(self.F_target_, weights.alpha, self.n_classes_)
-        lam = confidence_vector(S, tau, self.n_classes_)
-        mu, risk = LOSSES[self.loss].solve(S, tau, lam, self.n_classes_)
-        return _Fit(D, weights, tau, lam, mu, risk)
+        return _Fit(D, weights, fit_minimax_classifier(Fs, onehot, self.F_target_, weights.beta, weights.alpha, self.loss))
 
     def _check_target(self, X_target) -> None:
         if not hasattr(self, "mu_"):
