@@ -74,7 +74,7 @@ CENTRE_SLACKS = (1e-6, 1e-5, 1e-4)
 #: a centring stops once the squared Newton decrement is below this (its rounding floor is about 1e-12)
 CENTRE_DECREMENT = 1e-10
 #: damped Newton steps per centring at most
-CENTRE_STEPS = 60
+CENTRE_STEPS = 200
 
 
 def knn_bandwidth(X: np.ndarray, k: int = 50) -> float:
