@@ -110,6 +110,10 @@ def traceback_cause(error: Any) -> str:
     return lines[-1] if lines else ""
 
 
+#: the columns a records frame is sorted by: what a cell is, never its key
+CELL_ORDER = ["dataset", "dataset_options", "model", "method", "hparams", "scenario", "seed"]
+
+
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record: cell fields, one ``scenario.<field>`` column per scenario field (the tidy form
     figures and grouping use), ``metric.<name>`` and ``score.<scorer>`` columns (label-free selection
@@ -137,6 +141,9 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    # rows in cell order, not key order: a table (and its floating-point sums) must not change when only the
+    # code identity in the keys does
+    frame = frame.sort_values(CELL_ORDER, kind="stable").reset_index(drop=True)
     return frame.assign(dataset=dataset_labels(frame["dataset"], frame["dataset_options"]))
 
 

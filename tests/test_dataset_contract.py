@@ -54,6 +54,7 @@ def _imagenet(root: Path) -> dict[str, Any]:
 
 #: how each registered dataset is built offline: options (from a fixture under the given folder)
 BUILDS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "census_employment": lambda root: {},
     "digits": lambda root: SMALL_DIGITS,
     "digits_lt": lambda root: SMALL_DIGITS,
     "biased_sampling": lambda root: {"source": "wine"},

@@ -31,8 +31,9 @@ EXPERIMENTS = {
     # 3 skada shifts and 2 biased-sampling sets; every adapter over 3 values of C
     "da_selection": (5, {"source_only": 1, "kmm_iw": 3, "domain_classifier_iw": 3, "skada_kmm": 3,
                          "skada_coral": 3, "skada_subspace_alignment": 3}),
-    # NYC flights val and test by month; digits: 4 corruptions x 5 severities, the natural shift, 3 label shifts
-    "performance_estimation": (2 + 4 * 5 + 1 + 3, {"reference_accuracy": 1, "cbpe": 1, "mcbpe": 2, "atc": 2, "doc": 1,
+    # NYC flights val and test by month; digits: 4 corruptions x 5 severities, the natural shift, 3 label shifts;
+    # census employment: test by age decile, val by survey year
+    "performance_estimation": (2 + 4 * 5 + 1 + 3 + 2, {"reference_accuracy": 1, "cbpe": 1, "mcbpe": 4, "atc": 2, "doc": 1,
                                                    "iw_estimator": 2}),
 }
 LISTED = re.compile(r"^  \S+  \S+ \S+ \S+ (?P<method>\S+) (?P<hparams>\{.*\}) seed=(?P<seed>-?\d+)$")
