@@ -12,10 +12,12 @@ PACKAGES = ("shiftbench", "torch", "torchvision", "numpy", "scikit-learn", "pand
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the working directory's git checkout ("+dirty" if it has changes), or "unknown"."""
+    """The commit of the working directory's git checkout, or "unknown"; "+dirty" if tracked files other than
+    the published ``results/`` have changes (publishing writes there, so it must not mark the next records)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
