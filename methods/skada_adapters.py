@@ -8,7 +8,9 @@ reweighting estimators pass their sample weights to the base estimator. Features
 on both domains together unless ``standardise=False`` (SKADA-Bench feeds the raw features).
 
 Each plugin below names the estimator and, where it has any, its own hyperparameters (passed to the
-factory by name). skada is imported when a plugin is fitted (it is an optional dependency).
+factory by name; defaults are skada's). ``subsample=n`` fits on a stratified subsample of ``n`` points
+of both domains together (skada's ``StratifiedDomainSubsampler``; SKADA-Bench does so for TCA, TSL,
+JDOT and DASVM with 1000). skada is imported when a plugin is fitted (it is an optional dependency).
 """
 
 from __future__ import annotations
@@ -42,20 +44,49 @@ def _svc(C: float, random_state: int):
 #: base estimator choice -> builder from (C, random_state)
 BASE_ESTIMATORS: dict[str, Callable[[float, int], Any]] = {"logistic": _logistic, "svc": _svc}
 
+#: the "base" of a plugin that fits the estimator's own default model (JDOT's)
+OWN_BASE = "skada"
+
+#: ground costs the optimal-transport plugins accept (POT's cdist metrics SKADA-Bench sweeps, and euclidean)
+OT_METRICS = ("sqeuclidean", "euclidean", "cosine", "cityblock")
+
+
+def _domain_classifier(name: str, random_state: int):
+    """A domain classifier of DiscriminatorReweight, with its library defaults (as SKADA-Bench's)."""
+    if name == "xgboost":
+        try:
+            from xgboost import XGBClassifier
+        except ImportError as exc:
+            raise ShiftbenchError("domain_classifier='xgboost' needs xgboost: pip install 'xgboost>=2'") from exc
+        return XGBClassifier(random_state=random_state)
+    if name == "svc":
+        from sklearn.svm import SVC
+
+        return SVC(probability=True, random_state=random_state)
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression()
+
 
 class SkadaAdapter(DomainAdapter):
     """A skada estimator with a logistic-regression (or SVC) base estimator."""
 
     abstract = True
-    #: name of the estimator factory in the ``skada`` namespace
+    #: name of the estimator factory in the ``skada`` namespace (unless the plugin overrides :meth:`factory`)
     estimator: ClassVar[str]
-    #: whether the factory takes a base estimator (the reweighting / mapping / subspace ones do)
-    takes_base: ClassVar[bool] = True
     hyperparameters = {
         "C": Float(1.0, above=0, doc="inverse regularisation of the base estimator"),
         "base": Choice("logistic", tuple(BASE_ESTIMATORS), doc="base estimator"),
         "standardise": Bool(True, doc="standardise features on both domains together"),
+        "subsample": Int(None, allow_none=True, doc="fit on a domain- and label-stratified subsample of this many "
+                                                    "points (None: all)"),
     }
+
+    def factory(self) -> Callable[..., Any]:
+        """The skada factory: called with the base estimator (unless ``base`` is skada's own) and the options."""
+        import skada
+
+        return getattr(skada, self.estimator)
 
     def estimator_options(self) -> dict[str, Any]:
         """Keyword arguments of the skada factory besides the base estimator: the plugin's own
@@ -71,13 +102,21 @@ class SkadaAdapter(DomainAdapter):
         except ImportError as exc:
             raise ShiftbenchError(f"method {self.name!r} needs skada: pip install 'skada>=0.6'") from exc
 
-        factory = getattr(skada, self.estimator)
-        if not self.takes_base:
-            return factory(**self.estimator_options())
-        # weights routed to fit (reweighting estimators) and to score (skada's importance-weighted scorer)
-        base = (BASE_ESTIMATORS[self.base](self.C, self.random_state).set_fit_request(sample_weight=True)
-                .set_score_request(sample_weight=True))
-        return factory(base, **self.estimator_options())
+        factory = self.factory()
+        if self.base == OWN_BASE:
+            built = factory(**self.estimator_options())
+        else:
+            # weights routed to fit (reweighting estimators) and to score (skada's importance-weighted scorer)
+            base = (BASE_ESTIMATORS[self.base](self.C, self.random_state).set_fit_request(sample_weight=True)
+                    .set_score_request(sample_weight=True))
+            built = factory(base, **self.estimator_options())
+        if self.subsample is None:
+            return built
+        from skada.transformers import StratifiedDomainSubsampler
+
+        steps = built.steps if hasattr(built, "steps") else [built]
+        return skada.make_da_pipeline(StratifiedDomainSubsampler(self.subsample, random_state=self.random_state),
+                                      *steps)
 
     def fit(self, X_source, y_source, X_target) -> SkadaAdapter:
         import sklearn
@@ -156,11 +195,34 @@ class SkadaNearestNeighborReweight(SkadaAdapter):
 class SkadaDiscriminatorReweight(SkadaAdapter):
     """skada DiscriminatorReweight (domain-classifier ratio) + the base estimator."""
     name, estimator = "skada_discriminator_reweight", "DiscriminatorReweight"
+    hyperparameters = {"domain_classifier": Choice("logistic", ("logistic", "svc", "xgboost"),
+                                                   doc="domain classifier, with its library defaults")}
+
+    def estimator_options(self) -> dict[str, Any]:
+        return {"domain_classifier": _domain_classifier(self.domain_classifier, self.random_state)}
 
 
 class SkadaKLIEP(SkadaAdapter):
-    """skada KLIEPReweight + the base estimator."""
+    """skada KLIEPReweight (Kullback-Leibler importance estimation) + the base estimator; its centres are
+    drawn with the method's seed."""
     name, estimator = "skada_kliep", "KLIEPReweight"
+    hyperparameters = {"gamma": Float(1.0, above=0, words=("auto", "scale"), doc="RBF kernel coefficient"),
+                       "n_centers": Int(100, doc="kernel centres drawn from the target"),
+                       "cv": Int(5, at_least=2, doc="likelihood cross-validation folds"),
+                       "tol": Float(1e-6, above=0, doc="convergence tolerance"),
+                       "max_iter": Int(1000, doc="iterations of the weight optimisation")}
+
+    def estimator_options(self) -> dict[str, Any]:
+        return {**super().estimator_options(), "random_state": self.random_state}
+
+
+class SkadaMMDTarS(SkadaAdapter):
+    """skada MMDTarSReweight (target-shift weights by MMD matching, Zhang et al. 2013) + the base estimator."""
+    name, estimator = "skada_mmd_tars", "MMDTarSReweight"
+    hyperparameters = {"gamma": Float(1.0, above=0, allow_none=True, doc="RBF kernel coefficient"),
+                       "reg": Float(1e-10, at_least=0, doc="kernel regularisation"),
+                       "tol": Float(1e-6, above=0, doc="convergence tolerance"),
+                       "max_iter": Int(1000, doc="iterations of the QP solver")}
 
 
 class SkadaCORAL(SkadaAdapter):
@@ -183,11 +245,119 @@ class SkadaLinearOT(SkadaAdapter):
                        "bias": Bool(True, doc="whether the map has an offset")}
 
 
+class SkadaOTMapping(SkadaAdapter):
+    """skada OTMapping (exact optimal transport barycentric map of source onto target) + the base estimator."""
+    name, estimator = "skada_ot_mapping", "OTMapping"
+    hyperparameters = {"metric": Choice("sqeuclidean", OT_METRICS, doc="ground cost"),
+                       "norm": Choice(None, (None, "median", "max", "log", "loglog"), doc="cost normalisation"),
+                       "max_iter": Int(100000, doc="network-simplex iterations")}
+
+
 class SkadaEntropicOT(SkadaAdapter):
     """skada EntropicOTMapping (Sinkhorn transport of source to target) + the base estimator."""
     name, estimator = "skada_entropic_ot", "EntropicOTMapping"
+    hyperparameters = {"metric": Choice("sqeuclidean", OT_METRICS, doc="ground cost"),
+                       "norm": Choice(None, (None, "median", "max", "log", "loglog"), doc="cost normalisation"),
+                       "max_iter": Int(1000, doc="Sinkhorn iterations"),
+                       "reg_e": Float(1.0, above=0, doc="entropic regularisation"),
+                       "tol": Float(1e-8, above=0, doc="Sinkhorn tolerance")}
+
+
+class SkadaClassRegularizerOT(SkadaAdapter):
+    """skada ClassRegularizerOTMapping (entropic transport with a class-sparsity regulariser) + the base estimator."""
+    name, estimator = "skada_class_reg_ot", "ClassRegularizerOTMapping"
+    hyperparameters = {"metric": Choice("sqeuclidean", OT_METRICS, doc="ground cost"),
+                       "norm": Choice("lpl1", ("lpl1", "l1l2"), doc="class regulariser"),
+                       "max_iter": Int(10, doc="outer (majorisation) iterations"),
+                       "max_inner_iter": Int(200, doc="Sinkhorn iterations per outer one"),
+                       "reg_e": Float(1.0, above=0, doc="entropic regularisation"),
+                       "reg_cl": Float(0.1, at_least=0, doc="class regularisation"),
+                       "tol": Float(1e-8, above=0, doc="tolerance")}
+
+
+class SkadaMMDLS(SkadaAdapter):
+    """skada MMDLSConSMapping (location-scale map minimising MMD, conditional shift; Zhang et al. 2013) + the
+    base estimator."""
+    name, estimator = "skada_mmd_ls", "MMDLSConSMapping"
+    hyperparameters = {"gamma": Float(1.0, above=0, doc="RBF kernel coefficient"),
+                       "reg_k": Float(1e-10, at_least=0, doc="kernel regularisation"),
+                       "reg_m": Float(1e-10, at_least=0, doc="map regularisation"),
+                       "tol": Float(1e-5, above=0, doc="convergence tolerance"),
+                       "max_iter": Int(100, doc="iterations")}
+
+
+class SkadaTCA(SkadaAdapter):
+    """skada TransferComponentAnalysis (kernel components with matched domain means) + the base estimator."""
+    name, estimator = "skada_tca", "TransferComponentAnalysis"
+    hyperparameters = {"kernel": Choice("rbf", ("rbf", "linear", "poly", "sigmoid", "cosine"), doc="kernel"),
+                       "n_components": Int(None, allow_none=True, doc="components kept (None: skada's default)"),
+                       "mu": Float(0.1, above=0, doc="trade-off of the component regulariser")}
+
+
+class SkadaTSL(SkadaAdapter):
+    """skada TransferSubspaceLearning (a projection minimising a subspace-learning loss plus the Bregman
+    divergence between the projected domains) + the base estimator."""
+    name, estimator = "skada_tsl", "TransferSubspaceLearning"
+    hyperparameters = {"n_components": Int(None, allow_none=True, doc="subspace dimension (None: skada's default)"),
+                       "base_method": Choice("flda", ("flda", "pca", "lpp"), doc="subspace-learning loss"),
+                       "length_scale": Float(2.0, above=0, doc="kernel density length scale of the divergence"),
+                       "mu": Float(0.1, at_least=0, doc="weight of the divergence"),
+                       "reg": Float(0.01, at_least=0, doc="regularisation of the projection"),
+                       "max_iter": Int(100, doc="optimiser iterations"),
+                       "tol": Float(0.01, above=0, doc="tolerance")}
+
+
+def _source_pca(base_estimator, n_components: int | None = None):
+    """A PCA fitted on the source, then ``base_estimator`` trained on the projected source (SKADA-Bench's JPCA)."""
+    from sklearn.decomposition import PCA
+    from skada import make_da_pipeline
+    from skada.base import SelectSource
+
+    return make_da_pipeline(SelectSource(PCA(n_components)), SelectSource(base_estimator))
+
+
+class SkadaJPCA(SkadaAdapter):
+    """A PCA projection fitted on the source + the base estimator trained on the source (SKADA-Bench's JPCA)."""
+    name = "skada_jpca"
+    hyperparameters = {"n_components": Int(None, allow_none=True, doc="components kept (None: all)")}
+
+    def factory(self) -> Callable[..., Any]:
+        return _source_pca
+
+
+class SkadaOTLabelProp(SkadaAdapter):
+    """skada OTLabelProp (target labels propagated through an optimal transport plan) + the base estimator
+    trained on the target with them."""
+    name, estimator = "skada_ot_label_prop", "OTLabelProp"
+    hyperparameters = {"reg": Float(0.0, at_least=0, allow_none=True, doc="entropic regularisation (0 or None: exact)"),
+                       "metric": Choice("sqeuclidean", OT_METRICS, doc="ground cost"),
+                       "n_iter_max": Int(200, doc="transport iterations")}
 
 
 class SkadaJDOT(SkadaAdapter):
-    """skada JDOTClassifier (joint distribution optimal transport, its own linear model; C and base unused)."""
-    name, estimator, takes_base = "skada_jdot", "JDOTClassifier", False
+    """skada JDOTClassifier (joint distribution optimal transport). By default it fits its own model
+    (``base="skada"``, C unused); ``base="svc"`` with ``metric="hinge"`` is SKADA-Bench's JDOT."""
+    name, estimator = "skada_jdot", "JDOTClassifier"
+    hyperparameters = {"base": Choice(OWN_BASE, (OWN_BASE, *BASE_ESTIMATORS), doc="base estimator (skada: JDOT's own)"),
+                       "alpha": Float(0.5, above=0, doc="weight of the feature cost against the label loss"),
+                       "metric": Choice("multinomial", ("multinomial", "hinge", "mse"), doc="label loss"),
+                       "n_iter_max": Int(100, doc="alternating iterations"),
+                       "tol": Float(1e-5, above=0, doc="tolerance"),
+                       "thr_weights": Float(1e-6, at_least=0, doc="transport weights below this are dropped")}
+
+
+class SkadaDASVM(SkadaAdapter):
+    """skada DASVMClassifier (self-labelling SVM, Bruzzone & Marconcini 2010; binary labels only)."""
+    name, estimator = "skada_dasvm", "DASVMClassifier"
+    hyperparameters = {"k": Int(3, doc="target points labelled (and source points dropped) per iteration"),
+                       "max_iter": Int(1000, doc="self-labelling iterations")}
+
+    def not_applicable(self, model, data) -> str | None:
+        return None if data.n_classes <= 2 else f"DASVM is binary; the data have {data.n_classes} classes"
+
+    def fit(self, X_source, y_source, X_target) -> SkadaDASVM:
+        n_classes = len(np.unique(np.asarray(y_source)))
+        if n_classes > 2:
+            raise ShiftbenchError(f"method {self.name!r} is binary (DASVM); y_source has {n_classes} classes: "
+                                  "use it on two-class data")
+        return super().fit(X_source, y_source, X_target)

@@ -192,7 +192,11 @@ def test_list_scorers_shows_each_with_its_flag_protocols_and_docstring(capsys):
 # ------------------------------------------------------------- the reproduction's methods are plugins
 skada = pytest.importorskip("skada")
 
+from shiftbench.grids import expand  # noqa: E402
 from shiftbench.methods.skada_adapters import SkadaAdapter  # noqa: E402
+from skada.base import SelectSource  # noqa: E402
+from skada.transformers import StratifiedDomainSubsampler  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 from shiftbench.reproductions.skada_bench_simulated import (METHODS, PIPELINE, method_factory,  # noqa: E402
                                                             method_grid, simulated)
 
@@ -202,9 +206,8 @@ def test_reproduction_methods_are_plugin_instances_over_their_grids(label):
     plugin, grid = METHODS[label]
     cls = methods.registry.get(plugin)
     points = method_grid(label)
-    assert len(points) == int(np.prod([len(v) for v in grid.values()]))
+    assert points == expand(grid)
     for point in points:
-        assert set(point) == set(grid) and all(point[k] in grid[k] for k in point)
         model = method_factory(label)(**point)
         assert type(model) is cls and isinstance(model, SkadaAdapter)
         assert model.get_params() == {**cls.default_hyperparameters(), **PIPELINE, **point}
@@ -212,7 +215,9 @@ def test_reproduction_methods_are_plugin_instances_over_their_grids(label):
 
 @pytest.fixture(scope="module")
 def small_problem():
-    return simulated("covariate_shift", 0, scale=0.1)
+    """A small covariate-shift problem in float64 (the plugins compute in float64; skada keeps float32 inputs)."""
+    Xs, ys, Xt, yt = simulated("covariate_shift", 0, scale=0.1)
+    return Xs.astype(np.float64), ys, Xt.astype(np.float64), yt
 
 
 def skada_reference(adapters: list, base, Xs, ys, Xt):
@@ -240,6 +245,23 @@ def reference_proba(pipe, X, domain: int):
      lambda: [skada.NearestNeighborReweightAdapter(laplace_smoothing=True)]),
     ("skada_gaussian_reweight", {"reg": 0.01}, lambda: [skada.GaussianReweightAdapter(reg=0.01)]),
     ("skada_subspace_alignment", {"n_components": 1}, lambda: [skada.SubspaceAlignmentAdapter(n_components=1)]),
+    ("skada_kliep", {"gamma": "scale"}, lambda: [skada.KLIEPReweightAdapter(gamma="scale", random_state=0)]),
+    ("skada_mmd_tars", {"gamma": 1.0, "reg": 1e-6}, lambda: [skada.MMDTarSReweightAdapter(gamma=1.0, reg=1e-6)]),
+    ("skada_discriminator_reweight", {"domain_classifier": "svc"},
+     lambda: [skada.DiscriminatorReweightAdapter(domain_classifier=SVC(probability=True, random_state=0))]),
+    ("skada_tca", {"n_components": 2, "mu": 10, "subsample": 100},
+     lambda: [StratifiedDomainSubsampler(100, random_state=0),
+              skada.TransferComponentAnalysisAdapter(n_components=2, mu=10)]),
+    ("skada_tsl", {"n_components": 1, "mu": 1, "max_iter": 20},
+     lambda: [skada.TransferSubspaceLearningAdapter(n_components=1, mu=1, max_iter=20)]),
+    ("skada_ot_mapping", {"metric": "cosine", "norm": "median"},
+     lambda: [skada.OTMappingAdapter(metric="cosine", norm="median")]),
+    ("skada_entropic_ot", {"reg_e": 0.5, "norm": "median"},
+     lambda: [skada.EntropicOTMappingAdapter(reg_e=0.5, norm="median")]),
+    ("skada_class_reg_ot", {"reg_e": 0.5, "reg_cl": 0.5},
+     lambda: [skada.ClassRegularizerOTMappingAdapter(reg_e=0.5, reg_cl=0.5)]),
+    ("skada_ot_label_prop", {"reg": 0.1, "n_iter_max": 100}, lambda: [skada.OTLabelPropAdapter(reg=0.1, n_iter_max=100)]),
+    ("skada_mmd_ls", {"gamma": 1.0, "max_iter": 5}, lambda: [skada.MMDLSConSMappingAdapter(gamma=1.0, max_iter=5)]),
 ])
 def test_plugins_with_base_svc_are_skada_benchs_pipelines(small_problem, plugin, params, adapter):
     Xs, ys, Xt, _ = small_problem
@@ -248,6 +270,33 @@ def test_plugins_with_base_svc_are_skada_benchs_pipelines(small_problem, plugin,
     np.testing.assert_allclose(model.predict_proba(Xt), reference_proba(reference, Xt, -2), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.predict_proba(Xs, domain="source"), reference_proba(reference, Xs, 1),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_jpca_is_a_source_pca_before_the_source_trained_base(small_problem):
+    Xs, ys, Xt, _ = small_problem
+    model = methods.load("skada_jpca", **PIPELINE, n_components=1).fit(Xs, ys, Xt)
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = skada.make_da_pipeline(SelectSource(PCA(1)), SelectSource(SVC(probability=True, random_state=0)))
+        pipe.fit(np.vstack([Xs, Xt]), np.r_[ys, -np.ones(len(Xt), int)],
+                 sample_domain=np.r_[np.ones(len(Xs), int), -np.ones(len(Xt), int)])
+    np.testing.assert_allclose(model.predict_proba(Xt), reference_proba(pipe, Xt, -1), rtol=1e-10, atol=1e-12)
+
+
+def test_jdot_with_the_svc_base_is_skada_benchs_jdot(small_problem):
+    Xs, ys, Xt, _ = small_problem
+    model = methods.load("skada_jdot", **PIPELINE, metric="hinge", alpha=0.3, subsample=100).fit(Xs, ys, Xt)
+    with sklearn.config_context(enable_metadata_routing=True):
+        base = SVC(probability=True, random_state=0).set_fit_request(sample_weight=True)
+        pipe = skada.make_da_pipeline(StratifiedDomainSubsampler(100, random_state=0),
+                                      skada.JDOTClassifier(base, alpha=0.3, metric="hinge"))
+        pipe.fit(np.vstack([Xs, Xt]), np.r_[ys, -np.ones(len(Xt), int)],
+                 sample_domain=np.r_[np.ones(len(Xs), int), -np.ones(len(Xt), int)])
+    np.testing.assert_allclose(model.predict_proba(Xt), reference_proba(pipe, Xt, -1), rtol=1e-10, atol=1e-12)
+
+
+def test_dasvm_refuses_more_than_two_classes():
+    with pytest.raises(ShiftbenchError, match="binary"):
+        methods.load("skada_dasvm").fit(np.eye(3), np.arange(3), np.eye(3))
 
 
 def test_default_hyperparameters_keep_the_standardised_logistic_pipeline(small_problem):
