@@ -319,8 +319,8 @@ class SkadaBenchSimulated(Reproduction):
         """The ours/paper/delta table (``quick``: every method on every shift, 1 seed x 2 outer x 2 inner splits,
         1/4 size; the full setting leaves out the :data:`TOO_COSTLY` cells).
 
-        (shift, generator seed) pairs run in parallel local processes (joblib); the full table takes about 30
-        CPU-minutes, the quick one about 2.
+        (shift, generator seed) pairs run in parallel local processes (joblib); the full table takes about 25
+        CPU-minutes (45 minutes on two cores shared with other work), the quick one about 2.
         """
         chosen = {name: scorers.load(name) for name in ("oracle", "importance_weighted")}
         left_out = set() if quick else TOO_COSTLY
