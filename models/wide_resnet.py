@@ -18,8 +18,8 @@ Model plugins (none needs a ``train`` split: the weights are trained elsewhere):
   CIFAR-10 and a CIFAR-100 checkpoint (chosen by the dataset's class count), inputs as (x - 0.5) / 0.5.
   RobustBench has no ``Standard`` CIFAR-100 model (RobustBench/robustbench#167), so the CIFAR-100-C
   benchmark uses this one.
-* ``wrn_tiny``: a seeded *random* WRN-10-1 (no trained weights), for tests and quick runs; its records
-  say ``random-init (wrn_tiny has no trained weights)``.
+* ``wrn_tiny``: a seeded *random* WRN-10-1 (no trained weights; classifier rows centred), for tests and
+  quick runs; its records say ``random-init (wrn_tiny has no trained weights)``.
 
 Weights are fetched on first use from RobustBench's Google Drive files with torch.hub's downloader (the
 size is printed first) into ``<cache>/weights/robustbench/<dataset>/corruptions/<name>.pt``, RobustBench's
@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from shiftbench.errors import MissingDataError, ShiftbenchError
-from shiftbench.model import ModelSpec, SourceModel, image_preprocess, read_state, state_fingerprint
+from shiftbench.model import ModelSpec, SourceModel, image_preprocess, state_fingerprint
 from shiftbench.models.pretrained import _short_socket_timeout, downloads_allowed, host_reachable
 
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
@@ -293,5 +293,11 @@ class WRNTiny(_WideResNetSpec):
     PROVENANCE: ClassVar[str] = "random-init (wrn_tiny has no trained weights)"
 
     def network(self, dataset: Any, seed: int, cache_root: Path) -> tuple[WideResNet, tuple, tuple, str]:
+        """RobustBench's initialisation, seeded, with each classifier row centred (mean 0): the pooled ReLU
+        features share a large positive component, which an uncentred random classifier turns into one class
+        for every image."""
         torch.manual_seed(seed)
-        return WideResNet(10, 1, dataset.n_classes), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), self.PROVENANCE
+        net = WideResNet(10, 1, dataset.n_classes)
+        with torch.no_grad():
+            net.fc.weight -= net.fc.weight.mean(1, keepdim=True)
+        return net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), self.PROVENANCE
