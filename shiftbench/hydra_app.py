@@ -27,7 +27,7 @@ from shiftbench.collect import Collection, collect
 from shiftbench.errors import ShiftbenchError
 from shiftbench.report import check_metric
 from shiftbench.experiment_view import ExperimentView
-from shiftbench.runner import Cell, Runner, RunSettings, expand_cells
+from shiftbench.runner import Cell, Runner, RunSettings, expand_cells, machine_cores
 from shiftbench.selection_report import write_results
 from shiftbench.sweep_estimate import describe_estimate
 
@@ -148,14 +148,18 @@ def results_folder(cfg: dict[str, Any]) -> Path:
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
+    """The run settings of a resolved config. ``jobs: null`` (the config's default) is the machine's cores; a
+    config without the key (one written by hand, as in a test) computes in this process."""
+    jobs = cfg.get("jobs", 1)
     return RunSettings(store_dir=Path(cfg["store_dir"]), cache_dir=Path(cfg["cache_dir"]), device=str(cfg["device"]),
-                       progress=bool(cfg["progress"]))
+                       progress=bool(cfg["progress"]), jobs=machine_cores() if jobs is None else jobs)
 
 
 def rerun_command(cfg: dict[str, Any]) -> str:
     """The command that regenerates this run's tables (named in the markdown leaderboard; how progress is
-    shown does not change them, so it is left out)."""
-    overrides = [o for o in cfg.get("overrides") or [] if o != "publish=true" and not o.startswith("progress=")]
+    shown and how many worker processes compute the cells do not change them, so they are left out)."""
+    overrides = [o for o in cfg.get("overrides") or []
+                 if o != "publish=true" and not o.startswith("progress=") and not o.startswith("jobs=")]
     return "shiftbench run" + (" --publish" if cfg.get("publish") else "") + \
         (" " + " ".join(shlex.quote(o) for o in overrides) if overrides else "")
 

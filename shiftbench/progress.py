@@ -1,10 +1,15 @@
 """Progress of a run: a tqdm bar on a terminal; off a terminal (CI logs, cluster jobs), one line every
-``every`` cells or ``interval`` seconds with done/total, elapsed time and ETA."""
+``every`` cells or ``interval`` seconds with done/total, elapsed time and ETA.
+
+A run with worker processes (``jobs=N``) keeps one display: each worker reports through a
+:class:`RelayProgress` and writes its output through a :class:`RelayStream`, and the run's own process
+applies both to its one bar or log (:func:`write_above`), so the count and the ETA cover the whole run."""
 
 from __future__ import annotations
 
 import sys
 import time
+from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
 from tqdm.auto import tqdm
@@ -57,6 +62,60 @@ class LogProgress:
     def log(self) -> None:
         print(self.line(), file=self.stream, flush=True)
         self.last, self._n_logged = time.monotonic(), self.n
+
+
+class RelayProgress:
+    """The part of tqdm's interface the runner uses, in a worker process: sends each update to the run's
+    process over ``conn`` (``("progress", n)``, ``("postfix", text)``), which updates the run's one bar."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.conn.send(("postfix", text))
+
+    def update(self, n: int = 1) -> None:
+        if n:
+            self.conn.send(("progress", n))
+
+
+class RelayStream:
+    """A worker's ``sys.stdout`` / ``sys.stderr``: sends whole lines to the run's process
+    (``("output", name, text)``), which writes them above its bar. Not a terminal, so that progress bars
+    inside a cell (a model's training bar) stay off instead of drawing over the run's bar."""
+
+    def __init__(self, conn: Connection, name: str):
+        self.conn, self.name, self._pending = conn, name, ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._send(lines + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._send(self._pending)
+            self._pending = ""
+
+    def _send(self, text: str) -> None:
+        try:
+            self.conn.send(("output", self.name, text))
+        except OSError:
+            pass  # the run's process is gone; the worker stops at its next progress update
+
+    def isatty(self) -> bool:
+        return False
+
+
+def write_above(bar: tqdm | LogProgress, text: str, stream: TextIO) -> None:
+    """Write ``text`` (a worker's output) to ``stream`` without breaking the run's bar."""
+    if isinstance(bar, tqdm) and not bar.disable:
+        tqdm.write(text, file=stream, end="")
+    else:
+        stream.write(text)
+        stream.flush()
 
 
 def progress_bar(total: int, enabled: bool = True) -> tqdm | LogProgress:

@@ -6,21 +6,35 @@ changed plugin's cells are. Config errors fail at expansion, before anything is 
 sharing (dataset, model, seed) share one loaded dataset, one trained model and the cached forward
 passes. A plugin that raises marks its cell ``failed`` (traceback kept) and the run goes on.
 Workers sharing a store claim cells first (:mod:`shiftbench.claims`), so none is computed twice.
+
+With ``jobs`` > 1 the (dataset, model, seed) groups are computed by that many worker processes
+(:class:`WorkerPool`) sharing the cache and the store; the run's process hands out the groups, keeps the
+one progress display and notices a worker that dies (its unfinished cells get ``failed`` records saying
+so, and the next run computes them). Every cell computes on :data:`CELL_THREADS` threads whatever
+``jobs`` is, so its record does not depend on how many cells ran beside it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
+import os
+import pickle
+import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from shiftbench import datasets as dataset_registry
@@ -36,12 +50,23 @@ from shiftbench.families import Task, Truth
 from shiftbench.identity import cell_identity, scoring_identity
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
-from shiftbench.progress import progress_bar
+from shiftbench.progress import LogProgress, RelayProgress, RelayStream, progress_bar, write_above
 from shiftbench.provenance import provenance
 from shiftbench.scenarios import Scenario, check_chunk_columns, expand_scenarios
 from shiftbench.seeding import int_seed, seed_globals
 from shiftbench.store import FINAL_STATUSES, RecordStore
 from shiftbench.sweep_estimate import record_model_cost
+from shiftbench.threads import torch_threads
+
+#: torch and BLAS threads every cell group computes on, in this process (``jobs=1``) and in every worker
+#: alike. Multi-threaded float reductions round differently with the thread count (BatchNorm's batch
+#: statistics in train mode move ~1e-5 between 1 and 2 threads), so a count that followed ``jobs`` (such
+#: as cores // jobs) would make a record depend on how many cells ran beside it; a fixed count makes it
+#: the same for every ``jobs`` and on every machine. One is what the published records were computed with
+#: (OMP_NUM_THREADS=1), and what cores // jobs gives at the default ``jobs`` (the machine's cores).
+CELL_THREADS = 1
+#: exit code of a worker that stopped on an interrupt (as a shell reports SIGINT)
+INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -108,12 +133,32 @@ class RunSettings:
     cache_dir: Path
     device: str = "cpu"
     progress: bool = True
+    #: worker processes computing (dataset, model, seed) groups side by side; 1 computes in this process
+    jobs: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ShiftbenchError(f"jobs must be a positive integer (worker processes; null for the machine's "
+                                  f"{machine_cores()} cores); got {self.jobs!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ShiftbenchError(f"device={self.device} but torch sees no CUDA GPU on this machine; use device=cpu")
         if self.device.startswith("mps") and not torch.backends.mps.is_available():
             raise ShiftbenchError(f"device={self.device} but torch sees no Apple MPS device here; use device=cpu")
+
+
+def machine_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def cell_threads() -> Iterator[None]:
+    """Compute the enclosed cells on :data:`CELL_THREADS` torch and BLAS threads (restored afterwards)."""
+    with torch_threads(CELL_THREADS), threadpool_limits(limits=CELL_THREADS, user_api="blas"):
+        yield
 
 
 def as_list(value: Any) -> list:
@@ -219,18 +264,26 @@ class Runner:
 
     def run(self, cells: list[Cell]) -> dict[str, int]:
         """Run every cell whose record is missing or failed; return counts by status and timings
-        (forward passes over whole splits, their seconds, seconds spent building/training models).
+        (forward passes over whole splits, their seconds, seconds spent building/training models; with
+        worker processes, summed over them).
 
         Workers sharing the store claim cells before computing them (:mod:`shiftbench.claims`): a
         cell another live worker is computing is left to it, and this run waits for its record at
-        the end (``elsewhere`` counts those), taking the cell over if that worker dies."""
+        the end (``elsewhere`` counts those), taking the cell over if that worker dies. With
+        ``jobs`` > 1 and more than one group to compute, the groups go to worker processes
+        (:class:`WorkerPool`)."""
         todo = self.pending(cells, repair=True)
-        counts = {"cached": len(cells) - len(todo), "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
-                  "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
+        counts = new_counts()
+        counts["cached"] = len(cells) - len(todo)
         began = time.time()
+        jobs = min(self.settings.jobs, len(cell_groups(todo)))
         with progress_bar(len(todo), self.settings.progress) as bar:
             try:
-                self._run_all(todo, began, counts, bar)
+                if jobs > 1:
+                    with WorkerPool(self, jobs, bar, plugin_classes(todo)) as pool:
+                        self._run_all(todo, began, counts, bar, pool)
+                else:
+                    self._run_all(todo, began, counts, bar)
             except KeyboardInterrupt:
                 saved = counts["cached"] + counts["ok"] + counts["failed"] + counts["not_applicable"]
                 print(f"\ninterrupted: {saved} of {len(cells)} cells are stored in {self.settings.store_dir}",
@@ -238,25 +291,34 @@ class Runner:
                 raise
         return counts
 
-    def _run_all(self, todo: list[Cell], began: float, counts: dict[str, Any], bar: tqdm) -> None:
-        """Compute ``todo`` group by group, claiming cells; then wait for cells other workers hold."""
+    def _run_all(self, todo: list[Cell], began: float, counts: dict[str, Any], bar: tqdm,
+                 pool: WorkerPool | None = None) -> None:
+        """Compute ``todo`` group by group (here, or by ``pool``'s workers), claiming cells; then wait for
+        cells other workers hold."""
         while todo:
-            groups: dict[tuple, list[Cell]] = {}
-            for c in todo:
-                groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
-            claimed_elsewhere = []
-            for group in groups.values():
-                mine, done_elsewhere, held = self._claim(group, began)
-                counts["elsewhere"] += len(done_elsewhere)
-                bar.update(len(done_elsewhere))
-                claimed_elsewhere += held
-                try:
-                    if mine:
-                        self._run_group(mine, counts, bar)
-                finally:
-                    for c in mine:
-                        self.claims.release(c.key)
+            groups = list(cell_groups(todo).values())
+            if pool is not None:
+                claimed_elsewhere = pool.compute(groups, began, counts)
+            else:
+                claimed_elsewhere = []
+                for group in groups:
+                    claimed_elsewhere += self.run_claimed(group, began, counts, bar)
             todo = self._wait_for(claimed_elsewhere, began, counts, bar)
+
+    def run_claimed(self, group: list[Cell], began: float, counts: dict[str, Any], bar: Any) -> list[Cell]:
+        """Claim the cells of one group, compute those this worker got and release them; return the cells
+        another live worker holds."""
+        mine, done_elsewhere, held = self._claim(group, began)
+        counts["elsewhere"] += len(done_elsewhere)
+        bar.update(len(done_elsewhere))
+        try:
+            if mine:
+                with cell_threads():
+                    self._run_group(mine, counts, bar)
+        finally:
+            for c in mine:
+                self.claims.release(c.key)
+        return held
 
     def _claim(self, group: list[Cell], began: float) -> tuple[list[Cell], list[Cell], list[Cell]]:
         """The cells of ``group`` this worker claimed and must compute, those another worker finished
@@ -361,3 +423,289 @@ class Runner:
         if "family" not in record:
             record["family"] = method_registry.registry.get(cell.method).family
         self.store.write(record)
+
+
+
+def new_counts() -> dict[str, Any]:
+    """A run's counts before any cell: by status, and the forward-pass and model-building timings."""
+    return {"cached": 0, "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
+            "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
+
+
+def cell_groups(cells: Iterable[Cell]) -> dict[tuple, list[Cell]]:
+    """Cells by (dataset, options, model, seed): the cells that share one dataset, model and forward passes."""
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.dataset, c.dataset_options, c.model, c.seed), []).append(c)
+    return groups
+
+
+def _registries() -> dict[str, Any]:
+    return {"methods": method_registry.registry, "models": model_registry, "scorers": scorer_registry.registry}
+
+
+def plugin_classes(cells: Iterable[Cell]) -> list[tuple[str, type]]:
+    """The method, model and scorer classes of ``cells`` as (registry, class), for worker processes to
+    register, so that a plugin registered by hand (a test's, a notebook's) is found there too. They travel
+    by reference (module and name); one a worker could not import (defined inside a function) is an error
+    here, before anything is computed."""
+    cells = list(cells)
+    names = {("methods", c.method) for c in cells} | {("models", c.model) for c in cells} | \
+        {("scorers", s) for c in cells if c.scoring for s in json.loads(c.scoring)["scorers"]}
+    registries = _registries()
+    found = []
+    for kind, name in sorted(names):
+        cls = registries[kind].get(name)
+        try:
+            pickle.loads(pickle.dumps(cls))
+        except Exception as exc:
+            raise ShiftbenchError(f"{kind[:-1]} plugin {name!r} ({cls.__module__}.{cls.__qualname__}) cannot be sent "
+                                  f"to worker processes ({exc}); define it at the top level of a module, or run with "
+                                  "jobs=1") from exc
+        if cls.name == name:
+            found.append((kind, cls))
+    return found
+
+
+@dataclass
+class _Worker:
+    """One worker process, the run's end of its pipe, whether it has started up, and the group it is
+    computing (None when idle)."""
+
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    ready: bool = False
+    group: list[Cell] | None = None
+    output: dict[str, str] = field(default_factory=dict)
+
+
+class WorkerPool:
+    """``jobs`` worker processes (spawned: a fresh interpreter each, safe with torch's thread pools) that
+    compute groups of cells into the runner's store and cache.
+
+    The run's process hands each idle worker one group at a time over the worker's own pipe (no shared
+    queue, whose lock a killed worker could take with it), applies the workers' progress and output to the
+    run's one bar, and watches every worker's process: one that dies while computing a group is reported at
+    once, on stderr, and the cells of its group without a record get a ``failed`` record naming the worker
+    and how it died (the run's exit code is then non-zero and the next run computes them); a replacement is
+    started while groups remain. An error that would stop a ``jobs=1`` run (a config error, a store that
+    cannot be written) stops every worker and is raised here; so is an interrupt. Use it as a context
+    manager: leaving it stops the workers (interrupting those still computing)."""
+
+    def __init__(self, runner: Runner, jobs: int, bar: tqdm | LogProgress, plugins: list[tuple[str, type]]):
+        self.runner, self.jobs, self.bar, self.plugins = runner, jobs, bar, plugins
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = []
+
+    def __enter__(self) -> WorkerPool:
+        for _ in range(self.jobs):
+            self._start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=worker_main, args=(theirs,), name=f"shiftbench-worker-{len(self.workers)}")
+        process.start()
+        theirs.close()
+        ours.send((self.runner.settings, self.plugins))
+        self.workers.append(_Worker(process, ours))
+
+    def compute(self, groups: list[list[Cell]], began: float, counts: dict[str, Any]) -> list[Cell]:
+        """Compute ``groups`` on the workers, adding to ``counts``; return the cells another live process
+        (outside this run) holds."""
+        pending, held = deque(groups), []
+        while pending or any(w.group is not None for w in self.workers):
+            for worker in self.workers:
+                if worker.ready and worker.group is None and pending:
+                    worker.group = pending.popleft()
+                    worker.conn.send((began, [(c.key, c) for c in worker.group]))
+            ready = wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
+            for worker in list(self.workers):
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    held += self._serve(worker, began, counts, pending)
+        return held
+
+    def _serve(self, worker: _Worker, began: float, counts: dict[str, Any], pending: deque) -> list[Cell]:
+        """Apply what ``worker`` sent; handle its death. Return the cells of a finished group held elsewhere."""
+        held = []
+        try:
+            while worker.conn.poll():
+                held += self._message(worker, worker.conn.recv(), counts)
+        except (EOFError, OSError):
+            pass  # the worker is gone: its sentinel says how
+        if not worker.process.is_alive():
+            worker.process.join()
+            self.workers.remove(worker)
+            self._flush_output(worker)
+            code = worker.process.exitcode
+            if code == INTERRUPTED:
+                raise KeyboardInterrupt
+            if worker.group is None:
+                raise ShiftbenchError(f"worker process {worker.process.pid} exited ({exit_reason(code)}) "
+                                      f"{'while idle' if worker.ready else 'while starting'}; its output above says why "
+                                      "(jobs=1 computes in this process)")
+            self._lost(worker, code, began, counts)
+            if pending:
+                self._start()
+        return held
+
+    def _message(self, worker: _Worker, message: tuple, counts: dict[str, Any]) -> list[Cell]:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "progress":
+            self.bar.update(message[1])
+        elif kind == "postfix":
+            self.bar.set_postfix_str(message[1], refresh=False)
+        elif kind == "output":
+            stream, text = message[1], message[2]
+            lines, _, rest = (worker.output.get(stream, "") + text).rpartition("\n")
+            worker.output[stream] = rest
+            if lines:
+                write_above(self.bar, lines + "\n", getattr(sys, stream))
+        elif kind == "done":
+            group_counts, held_keys, hits, misses = message[1:]
+            for name, value in group_counts.items():
+                counts[name] += value
+            self.runner.cache.hits += hits
+            self.runner.cache.misses += misses
+            held = [c for c in worker.group if c.key in set(held_keys)]
+            worker.group = None
+            return held
+        elif kind == "error":
+            self._flush_output(worker)
+            raise worker_error(message[1], message[2])
+        return []
+
+    def _flush_output(self, worker: _Worker) -> None:
+        for stream, text in worker.output.items():
+            if text:
+                write_above(self.bar, text + "\n", getattr(sys, stream))
+        worker.output.clear()
+
+    def _lost(self, worker: _Worker, code: int | None, began: float, counts: dict[str, Any]) -> None:
+        """A worker died while computing a group: count the cells it finished, give the others a ``failed``
+        record saying what happened (claims it left released), and say so loudly."""
+        pid, group, unfinished = worker.process.pid, worker.group, []
+        first = group[0]
+        where = f"{first.dataset} {first.model} seed {first.seed}"
+        for cell in group:
+            record = self.runner.store.load(cell.key)
+            if record is not None and record.get("finished", 0) >= began:
+                counts[record["status"]] += 1
+                continue
+            holder = self.runner.claims.holder(cell.key)
+            if holder is not None and holder.get("pid") == pid:
+                self.runner.claims.release(cell.key)
+            unfinished.append(cell)
+        error = (f"WorkerDied: worker process {pid} ({exit_reason(code)}) died while computing the cells of {where}; "
+                 "this cell was not finished. Running the same command again computes it.")
+        for cell in unfinished:
+            self.runner._write(cell, "failed", error=error)
+        counts["failed"] += len(unfinished)
+        self.bar.update(len(unfinished))
+        write_above(self.bar, f"shiftbench: worker process {pid} died ({exit_reason(code)}) while computing the cells "
+                    f"of {where}: {len(group) - len(unfinished)} of its {len(group)} cells were stored, the other "
+                    f"{len(unfinished)} are recorded as failed (the run goes on; re-run the same command to compute "
+                    "them)\n", sys.stderr)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Stop every worker: idle ones are told to exit, busy ones are interrupted (a cell stops where it is;
+        records are written whole or not at all), and any still alive after ``grace`` seconds (or on a second
+        interrupt) is killed."""
+        try:
+            for worker in self.workers:
+                try:
+                    if worker.group is None:
+                        worker.conn.send(None)
+                    elif worker.process.is_alive():
+                        os.kill(worker.process.pid, signal.SIGINT)
+                except (OSError, ValueError):
+                    pass
+            deadline = time.monotonic() + grace
+            for worker in self.workers:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            for worker in self.workers:
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join()
+                worker.conn.close()
+            self.workers = []
+
+
+def exit_reason(code: int | None) -> str:
+    """``-9`` -> ``killed by SIGKILL``; ``1`` -> ``exit code 1``."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def worker_error(pickled: bytes | None, trace: str) -> BaseException:
+    """The exception a worker stopped on, as raised there when it can be rebuilt here, else a
+    :class:`ShiftbenchError` with the worker's traceback."""
+    try:
+        exc = pickle.loads(pickled) if pickled is not None else None
+    except Exception:
+        exc = None
+    if isinstance(exc, BaseException):
+        return exc
+    return ShiftbenchError(f"a worker process stopped on an error:\n{trace}")
+
+
+def worker_main(conn: Connection) -> None:
+    """A worker process: register the run's plugins, then compute the groups the run's process sends
+    (``(began, [(key, cell), ...])``) until it sends ``None``. Progress and output go back over ``conn``;
+    an error that stops the run goes back as ``("error", pickled exception, traceback)``."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    sys.stdout, sys.stderr = RelayStream(conn, "stdout"), RelayStream(conn, "stderr")
+    try:
+        settings, plugins = conn.recv()
+        registries = _registries()
+        for kind, cls in plugins:
+            registries[kind].register(cls)
+        runner = Runner(settings)
+        bar = RelayProgress(conn)
+        conn.send(("ready",))
+        while (message := conn.recv()) is not None:
+            began, keyed = message
+            group = [cell for _, cell in keyed]
+            for key, cell in keyed:
+                if cell.key != key:
+                    raise ShiftbenchError(f"the code of cell {cell.method} on {cell.scenario.name} changed while the run "
+                                          "was going (its key differs in a worker); re-run the command")
+            counts, hits, misses = new_counts(), runner.cache.hits, runner.cache.misses
+            held = runner.run_claimed(group, began, counts, bar)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.send(("done", counts, [c.key for c in held], runner.cache.hits - hits, runner.cache.misses - misses))
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except (EOFError, BrokenPipeError):
+        return  # the run's process is gone
+    except BaseException as exc:
+        try:
+            pickled = pickle.dumps(exc)
+        except Exception:
+            pickled = None
+        try:
+            sys.stderr.flush()
+            conn.send(("error", pickled, traceback.format_exc()))
+        except OSError:
+            pass
+        sys.exit(1)
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """A worker's SIGINT handler: the first interrupt stops the cell where it is; later ones are ignored,
+    so that the clean-up (claims released, no temporary file left) runs to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
