@@ -61,6 +61,13 @@ class CifarC(Dataset):
                 rows = slice((severity - 1) * per_severity, severity * per_severity)
                 self._add_split(path.stem, severity, images[rows], labels[rows], path)
 
+    @classmethod
+    def download(cls, root_dir: str = "data", yes: bool = False) -> None:
+        """Not fetched by shiftbench: say how (``shiftbench data download`` would otherwise report that
+        nothing needs downloading)."""
+        raise ShiftbenchError(f"fetch {cls.folder} by hand ({cls.size}): "
+                              f"{cls.download_command.replace('<root_dir>', str(Path(root_dir).expanduser()))}")
+
     def disjoint_pools(self) -> list[list[str]]:
         """None: every split holds the same test images under another corruption."""
         return []

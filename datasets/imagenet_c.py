@@ -72,6 +72,16 @@ class ImageNetC(Dataset):
         for corruption, severity, folder in folders:
             self._add_split(corruption, severity, folder, label)
 
+    @classmethod
+    def download(cls, root_dir: str | None = None, yes: bool = False) -> None:
+        """Not fetched by shiftbench: say how (``shiftbench data download`` would otherwise report that
+        nothing needs downloading). ``root_dir`` is the dataset's folder (``data/ImageNet-C``) or the data
+        folder above it (``data``, the command's default)."""
+        folder = Path(cls.default_root).name
+        root = Path(root_dir or cls.default_root).expanduser()
+        root = str(root if root.name == folder else root / folder)
+        raise ShiftbenchError(f"fetch {cls.name} by hand ({cls.size}): {cls.download_command.replace('<root_dir>', root)}")
+
     def disjoint_pools(self) -> list[list[str]]:
         """None: every split holds the same validation images under another corruption."""
         return []

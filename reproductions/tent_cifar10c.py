@@ -201,9 +201,10 @@ class TentCifar10C(Reproduction):
                 write_fixture(root, QUICK["per_severity"])
             cfg = experiment(str(root), QUICK["model"], QUICK["batch_size"])
         else:
-            check_data(DATA_ROOT)
+            root = str(Path(DATA_ROOT).resolve())
+            check_data(root)
             check_weights(cache_dir)
-            cfg = experiment(DATA_ROOT, MODEL, BATCH_SIZE)
+            cfg = experiment(root, MODEL, BATCH_SIZE)
         store_dir = cache_dir / "runs" / f"reproduce-{self.name}{'-quick' if quick else ''}"
         records = run_cells(cfg, store_dir, cache_dir)
         table = compare(records)
