@@ -103,7 +103,8 @@ class InstanceAwareBatchNorm(nn.Module):
         else:
             var_i, mean_i = torch.var_mean(x, dim=spatial, keepdim=True, correction=1)
             mean = mean_b + soft_shrink(mean_i - mean_b, self.k * torch.sqrt((var_b + eps) / positions))
-            var = torch.relu(var_b + soft_shrink(var_i - var_b, self.k * (var_b + eps) * math.sqrt(2 / (positions - 1))))
+            var_threshold = self.k * (var_b + eps) * math.sqrt(2 / (positions - 1))
+            var = torch.relu(var_b + soft_shrink(var_i - var_b, var_threshold))
         out = (x - mean) * torch.rsqrt(var + eps)
         if self.bn.affine:
             out = out * self.bn.weight.view(shape) + self.bn.bias.view(shape)
@@ -119,7 +120,7 @@ def convert_to_iabn(network: nn.Module, k: float) -> nn.Module:
     return network
 
 
-class Generator(Protocol):
+class RandomDraws(Protocol):
     """The two draws PBRS makes (a numpy ``Generator`` has them)."""
 
     def integers(self, high: int) -> int: ...
@@ -130,7 +131,7 @@ class Generator(Protocol):
 class PredictionBalancedReservoir:
     """PBRS: a memory of at most ``capacity`` examples, balanced over predicted classes, reservoir within each."""
 
-    def __init__(self, capacity: int, n_classes: int, rng: Generator):
+    def __init__(self, capacity: int, n_classes: int, rng: RandomDraws):
         self.capacity, self.rng = capacity, rng
         self.stored: list[list[torch.Tensor]] = [[] for _ in range(n_classes)]
         self.seen = [0] * n_classes
@@ -166,7 +167,7 @@ class PredictionBalancedReservoir:
 class Note:
     """A network adapted by NOTE: ``note(x)`` returns the (batch-free) logits of ``x`` and adapts as examples arrive."""
 
-    def __init__(self, network: nn.Module, rng: Generator, lr: float = 1e-4, memory_size: int = 64,
+    def __init__(self, network: nn.Module, rng: RandomDraws, lr: float = 1e-4, memory_size: int = 64,
                  update_every: int = 64, bn_momentum: float = 0.01, iabn: bool = False, iabn_k: float = 4.0,
                  steps: int = 1):
         NOTE.check_setting({"lr": lr, "memory_size": memory_size, "update_every": update_every,
@@ -231,7 +232,7 @@ class NOTE(ModelAdapter):
     name = "note"
     hyperparameters = {
         "lr": Float(1e-4, above=0, doc="Adam learning rate of the BatchNorm affine parameters"),
-        "memory_size": Int(64, doc="capacity of the prediction-balanced reservoir (PBRS)"),
+        "memory_size": Int(64, doc="examples the prediction-balanced reservoir holds (official: 64, its batch size)"),
         "update_every": Int(64, doc="target examples between two adaptations"),
         "bn_momentum": Float(0.01, above=0, at_most=1, doc="momentum of the BatchNorm running statistics"),
         "iabn": Bool(False, doc="swap instance-aware BatchNorm into the (BatchNorm-trained) source network"),

@@ -70,8 +70,9 @@ class ShotIM:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] < 2:
-            raise ShiftbenchError(f"shot_im's diversity term (entropy of the batch's mean prediction) needs at least 2 "
-                                  f"examples per batch; got a batch of {x.shape[0]} (use a scenario with batch_size >= 2)")
+            raise ShiftbenchError(f"shot_im's diversity term (entropy of the batch's mean prediction) needs at least "
+                                  f"2 examples per batch; got a batch of {x.shape[0]} (use a scenario with "
+                                  f"batch_size >= 2)")
         if self.episodic:
             self.reset()
         for _ in range(self.steps):
