@@ -48,9 +48,10 @@ statistics (the grid tries both).
 Deliberate deviations: the random draws of PBRS come from the cell's generator (numpy) rather than
 Python's ``random``; an update due while the memory holds fewer than 2 examples (only possible
 with ``update_every = 1`` at the very start of a stream) is skipped, since train-mode batch
-statistics need 2 examples; the memory is fed to the network in its stored order (class by class)
-rather than shuffled, which changes nothing but summation order (a single minibatch: batch
-statistics and the mean loss do not depend on the order).
+statistics need 2 examples (hence also ``memory_size >= 2``); the memory is fed to the network as
+one minibatch in its stored order (class by class), where the official code shuffles it into
+minibatches of 128 (its CIFAR batch size): for memories of up to 128 examples that is one
+minibatch, whose batch statistics and mean loss do not depend on the order.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class NOTE(ModelAdapter):
     name = "note"
     hyperparameters = {
         "lr": Float(1e-4, above=0, doc="Adam learning rate of the BatchNorm affine parameters"),
-        "memory_size": Int(64, doc="examples the prediction-balanced reservoir holds (official: 64, its batch size)"),
+        "memory_size": Int(64, at_least=2, doc="examples the prediction-balanced reservoir holds (official: 64, its batch size)"),
         "update_every": Int(64, doc="target examples between two adaptations"),
         "bn_momentum": Float(0.01, above=0, at_most=1, doc="momentum of the BatchNorm running statistics"),
         "iabn": Bool(False, doc="swap instance-aware BatchNorm into the (BatchNorm-trained) source network"),

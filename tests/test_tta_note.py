@@ -428,4 +428,6 @@ def test_plugin_uses_the_cells_generator_and_refuses_networks_without_batchnorm(
     assert isinstance(plugin.note.network[0][0][1], InstanceAwareBatchNorm)
     with pytest.raises(ShiftbenchError, match="BatchNorm"):
         Note(nn.Sequential(nn.Linear(3, 2)), Draws())
+    with pytest.raises(ShiftbenchError, match="memory_size must be an integer >= 2"):  # it could never adapt
+        methods.load("note", memory_size=1)
     assert set(type(plugin).grid) == {"lr", "iabn"}
