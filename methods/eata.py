@@ -132,7 +132,8 @@ class EATA:
         """The Fisher regulariser at the current parameters (0 without a Fisher diagonal)."""
         if self.fisher is None:
             return torch.zeros(())
-        return self.fisher_alpha * sum((f * (p - a) ** 2).sum() for f, p, a in zip(self.fisher, self.params, self.anchors))
+        terms = zip(self.fisher, self.params, self.anchors)
+        return self.fisher_alpha * sum((f * (p - a) ** 2).sum() for f, p, a in terms)
 
     @torch.enable_grad()
     def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,8 +164,8 @@ class ETAAdapter(ModelAdapter):
         "lr": Float(0.005, above=0, doc="SGD learning rate (momentum 0.9)"),
         "steps": Int(1, doc="adaptation steps per batch"),
         "episodic": Bool(False, doc="restore the source model (and the probability average) before every batch"),
-        "e0_ratio": Float(0.4, above=0, doc="entropy margin E0 as a fraction of ln K: reliable samples have entropy < E0"),
-        "d_margin": Float(0.4, above=0, doc="redundancy threshold: a sample is kept if |cos(average probs, probs)| < d_margin"),
+        "e0_ratio": Float(0.4, above=0, doc="E0 as a fraction of ln K: reliable samples have entropy < E0"),
+        "d_margin": Float(0.4, above=0, doc="a sample is kept if |cos(average probs, its probs)| < d_margin"),
     }
     grid = {"lr": [1e-3, 5e-3, 2.5e-2], "d_margin": [0.05, 0.4]}
 
@@ -189,7 +190,8 @@ class EATAAdapter(ETAAdapter):
 
     def prepare(self, task: Task) -> None:
         super().prepare(task)
-        self.eata.regularise(self._fisher(task), self.fisher_alpha)
+        if self.fisher_alpha > 0:  # alpha 0 is ETA: no Fisher to estimate
+            self.eata.regularise(self._fisher(task), self.fisher_alpha)
 
     def _fisher(self, task: Task) -> list[torch.Tensor]:
         """The Fisher diagonal of the configured source network, from the cache when already computed."""

@@ -34,7 +34,6 @@ the paper) restores the source model, the optimizer and the moving average befor
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -124,7 +123,8 @@ class SAR:
         e0 = entropy_margin(logits.shape[1], self.e0_ratio)
         self.reliable = (entropy < e0).detach()
         grads = self._mean_entropy_gradient(entropy[self.reliable])
-        scale = self.rho / (torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) + SAM_EPS)
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scale = self.rho / (norm + SAM_EPS)
         origin = [p.detach().clone() for p in self.params]
         with torch.no_grad():
             for p, g in zip(self.params, grads):
@@ -154,9 +154,9 @@ class SARAdapter(ModelAdapter):
         "lr": Float(0.00025, above=0, doc="SGD learning rate (momentum 0.9)"),
         "steps": Int(1, doc="adaptation steps per batch"),
         "episodic": Bool(False, doc="restore the source model before every batch"),
-        "e0_ratio": Float(0.4, above=0, doc="entropy margin E0 as a fraction of ln K: reliable samples have entropy < E0"),
+        "e0_ratio": Float(0.4, above=0, doc="E0 as a fraction of ln K: reliable samples have entropy < E0"),
         "rho": Float(0.05, above=0, doc="radius of SAM's sharpness-aware perturbation"),
-        "reset_constant": Float(0.2, at_least=0, doc="recover the source model once the loss's moving average falls below"),
+        "reset_constant": Float(0.2, at_least=0, doc="restore the source model once the loss average falls below"),
     }
     grid = {"lr": [2.5e-4, 1e-3, 5e-3]}
 

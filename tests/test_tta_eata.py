@@ -24,11 +24,11 @@ from test_tta_tent import batches, bn_affine, reference_forward, small_net
 E0 = 0.4 * math.log(5)
 
 # Produced by the official code, mr-eggplant/EATA at f739b3668cc7617e9b9f1979c1a358497a3472c3 (eata.py's EATA and
-# forward_and_adapt_eata; main.py's Fisher loop), CPU, torch 2 float32: confident_net() configured by eata.configure_model
-# (its BatchNorm1d given the same batch-statistics treatment), SGD(BN affine params, lr 0.05, momentum 0.9),
-# e_margin 0.4 ln 5, d_margin 0.8, on batches(4); EATA's Fisher from main.py's loop on batches(2, seed=7), alpha 50.
-# Per-batch counts of reliable and kept samples, the final probability average and BN affine parameters
-# ([1.weight, 1.bias, 5.weight, 5.bias]), and the Fisher diagonal.
+# forward_and_adapt_eata; main.py's Fisher loop, run beside the project with its venv, torch 2.14.1 CPU float32):
+# confident_net() configured by eata.configure_model (its BatchNorm1d given the same batch-statistics treatment),
+# SGD(BN affine params, lr 0.05, momentum 0.9), e_margin 0.4 ln 5, d_margin 0.8, on batches(4); EATA's Fisher from
+# main.py's loop on batches(2, seed=7), alpha 50. Per-batch counts of reliable and kept samples, the final
+# probability average and BN affine parameters ([1.weight, 1.bias, 5.weight, 5.bias]), and the Fisher diagonal.
 EATA_REFERENCE = {
     "eta": {"n_reliable": [5, 6, 5, 2], "n_kept": [5, 3, 2, 1],
             "average": [0.43756655, 0.0022787324, 0.064289406, 0.31213847, 0.18372676],
@@ -248,7 +248,8 @@ def test_plugin_takes_its_fisher_from_id_val_with_pseudo_labels_and_caches_it(tm
     assert task.cache.hits == 1
     xs = batches(2)
     for x in xs:
-        torch.testing.assert_close(plugin.process(Batch.from_arrays(inputs=x)), again.process(Batch.from_arrays(inputs=x)))
+        batch = Batch.from_arrays(inputs=x)
+        torch.testing.assert_close(plugin.process(batch), again.process(batch))
 
 
 def test_plugins_declare_their_knobs_and_refuse_what_they_cannot_run(tmp_path):
@@ -265,3 +266,16 @@ def test_plugins_declare_their_knobs_and_refuse_what_they_cannot_run(tmp_path):
         eata.prepare(source_task(confident_net(), tmp_path, splits=("train",)))
     no_bn = SourceModel("mlp", nn.Linear(3, 4), nn.Linear(4, 2), preprocess=torch.as_tensor, fingerprint="mlp")
     assert "no BatchNorm" in eata.not_applicable(no_bn, None)
+
+
+def test_eata_with_alpha_zero_is_eta_and_estimates_no_fisher(tmp_path):
+    net = confident_net()
+    task = source_task(copy.deepcopy(net), tmp_path)
+    eata = methods.load("eata", lr=0.05, d_margin=0.8, fisher_alpha=0.0)
+    eata.prepare(task)
+    eta = methods.load("eta", lr=0.05, d_margin=0.8)
+    eta.prepare(network_task(copy.deepcopy(net)))
+    assert eata.eata.fisher is None and task.cache.misses == 0
+    for x in batches(2):
+        batch = Batch.from_arrays(inputs=x)
+        torch.testing.assert_close(eata.process(batch), eta.process(batch))

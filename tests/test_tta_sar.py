@@ -20,7 +20,7 @@ from test_tta_tent import batches, bn_affine, reference_forward, small_net
 E0 = 0.4 * math.log(5)
 
 # Produced by the official code, mr-eggplant/SAR at 20f6e24b17525f34503510afccedc0629b67b7c4 (sar.py's SAR and
-# forward_and_adapt_sar, sam.py's SAM around SGD momentum 0.9), CPU, torch 2 float32: small_net with its head
+# forward_and_adapt_sar, sam.py's SAM around SGD momentum 0.9), torch 2.14.1 CPU float32: small_net with its head
 # scaled by `scale`, configured by sar.configure_model (its BatchNorm1d given the same batch-statistics treatment),
 # margin_e0 0.4 ln 5, rho 0.05, its fixed recovery threshold 0.2. "sar": scale 4, lr 0.05, batches(4), the BN affine
 # parameters after the last batch; "recovery": scale 10, lr 0.5, batches(6) (the model is reset after batches 2-6),
