@@ -37,33 +37,30 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
-    from shiftbench import datasets, methods
-    from shiftbench.models import registry as models
-    from shiftbench.plugins import describe
+    from shiftbench.plugin_index import catalog
 
-    def show(title: str, plugins: dict[str, type], detail: Callable[[type], str]) -> None:
+    def show(title: str, plugins: dict[str, dict], detail: Callable[[dict], str]) -> None:
         print(f"{title}:")
-        for name, cls in plugins.items():
-            print(f"  {name:<28} {detail(cls)}")
+        for name, fields in plugins.items():
+            print(f"  {name:<28} {detail(fields)}")
 
     what = args.what
+    found = catalog()  # the plugins' metadata, from the cached index when it is current (no torch import)
     if what in (None, "datasets"):
-        found = datasets.registry.scan_all()
-        show("datasets", {n: c for n, c in found.items() if not c.experimental}, describe)
+        datasets = found.section("datasets")
+        show("datasets", {n: f for n, f in datasets.items() if not f["experimental"]}, lambda f: f["summary"])
         show("experimental datasets (no model or method family consumes them yet; `shiftbench run` refuses them)",
-             {n: c for n, c in found.items() if c.experimental}, lambda c: f"{describe(c)}  [{c.experimental}]")
+             {n: f for n, f in datasets.items() if f["experimental"]}, lambda f: f"{f['summary']}  [{f['experimental']}]")
     if what in (None, "models"):
-        show("models", models.scan_all(), describe)
+        show("models", found.section("models"), lambda f: f["summary"])
     if what in (None, "methods"):
-        show("methods", methods.registry.scan_all(),
-             lambda c: f"[{c.family}] grid={json.dumps(c.grid)}  {describe(c)}"
-                       + ("".join(f"\n      {line}" for line in hyperparameter_lines(c)) if args.verbose else ""))
+        show("methods", found.section("methods"),
+             lambda f: f"[{f['family']}] grid={f['grid']}  {f['summary']}"
+                       + ("".join(f"\n      {line}" for line in f["hyperparameters"]) if args.verbose else ""))
     if what in (None, "scorers"):
-        from shiftbench import scorers
-
-        show("scorers", scorers.registry.scan_all(),
-             lambda c: f"{'[oracle: uses target labels] ' if c.needs_target_labels else ''}"
-                       f"[{', '.join(sorted(c.protocols()))}] judges {'/'.join(sorted(c.families()))}  {describe(c)}")
+        show("scorers", found.section("scorers"),
+             lambda f: f"{'[oracle: uses target labels] ' if f['oracle'] else ''}"
+                       f"[{', '.join(f['protocols'])}] judges {'/'.join(f['families'])}  {f['summary']}")
     if what in (None, "experiments", "suites"):
         from importlib import resources
 
@@ -72,16 +69,11 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
             names = sorted(p.name[:-5] for p in root.joinpath(kind).iterdir() if p.name.endswith(".yaml")) \
                 if root.joinpath(kind).is_dir() else []
             print(f"{kind}s:\n" + "".join(f"  {n}\n" for n in names), end="")
-    for registry in (datasets.registry, methods.registry, models):
-        for module, tb in registry.import_errors().items():
-            print(f"warning: {registry.kind} module {module!r} failed to import:\n{tb}", file=sys.stderr)
+    for kind in ("datasets", "methods", "models"):
+        found.section(kind)
+        for module, tb in found.import_errors[kind].items():
+            print(f"warning: {kind.rstrip('s')} module {module!r} failed to import:\n{tb}", file=sys.stderr)
     return 0
-
-
-def hyperparameter_lines(cls: type) -> list[str]:
-    """One line per hyperparameter a method declares: ``name=default``, the values it accepts, its doc."""
-    return [f"{name}={json.dumps(h.default)}  ({h.describe()})" + (f"  {h.doc}" if h.doc else "")
-            for name, h in cls.declared().items()] or ["(no hyperparameters)"]
 
 
 def dataset_options(pairs: list[str]) -> dict[str, object]:
@@ -98,14 +90,25 @@ def dataset_options(pairs: list[str]) -> dict[str, object]:
 
 
 def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
-    from shiftbench import datasets
+    from shiftbench import plugin_index
 
     options = dataset_options(args.option)
     if args.action == "info":
-        ds = datasets.load(args.name, **options)
-        print(f"{args.name}: {ds.n_classes} classes, groups by {ds.grouper.columns or '(none)'}")
-        print(ds.info().to_string(index=False))
+        key = ["data info", args.name, json.dumps(options, sort_keys=True, default=str)]
+        text = plugin_index.remembered(key)  # an offline dataset's splits, as printed for the current code
+        if text is None:
+            from shiftbench import datasets
+
+            ds = datasets.load(args.name, **options)
+            text = (f"{args.name}: {ds.n_classes} classes, groups by {ds.grouper.columns or '(none)'}\n"
+                    f"{ds.info().to_string(index=False)}\n")
+            cls = datasets.adapter_class(args.name)
+            if cls.name == args.name and plugin_index.is_offline(cls):  # a registered name, not one of a family
+                plugin_index.remember(key, text)
+        print(text, end="")
         return 0
+    from shiftbench import datasets
+
     cls = datasets.registry.get(args.name)
     download = getattr(cls, "download", None)
     if download is None:
@@ -166,11 +169,15 @@ def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace, extra: list[str]) -> int:
-    from shiftbench.reproduction_report import list_reproductions, reproduce
-
     if args.list or args.name is None:
-        print(list_reproductions())
+        from shiftbench.plugin_index import catalog
+
+        found = catalog()
+        found.section("reproductions")
+        print(found.reproductions_text)
         return 0
+    from shiftbench.reproduction_report import reproduce
+
     reproduce(args.name, args.output, args.quick)
     return 0
 
@@ -192,6 +199,15 @@ def cmd_new_method(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_check_method(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.list:
+        from shiftbench.plugin_index import catalog
+
+        print("contract checks (run one with --check NAME):")
+        for check, rule in catalog().checks.items():
+            print(f"  {check:<18} {rule}")
+        return 0
+    if args.name is None:
+        raise ShiftbenchError("check-method needs a method name (shiftbench list methods) or --list")
     from shiftbench import methods
     from shiftbench.contract import check_method
 
@@ -288,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     new.set_defaults(func=cmd_new_method)
 
     check = sub.add_parser("check-method", help="run the plugin contract suite on a method")
-    check.add_argument("name")
+    check.add_argument("name", nargs="?", help="method plugin name (shiftbench list methods)")
+    check.add_argument("--list", action="store_true", help="list the contract checks and the rule each enforces")
     check.add_argument("--check", action="append", help="run only this check (repeatable)")
     check.set_defaults(func=cmd_check_method)
 
