@@ -10,7 +10,7 @@ augment each test image as a PIL image before ``ToTensor``/``Normalize``:
    level 1 (each operation draws its strength uniformly in [0.1, 1] of one tenth of its range:
    rotations of at most 3 degrees, shears of at most 0.03, translations of at most a tenth of a
    third of the side, solarize thresholds from 231 to 255, posterize to 4 bits), affine fills 128;
-3. the augmented image is ``m * x + (1 - m) * sum_i w_i chain_i(x)`` (on the normalised tensors).
+3. the augmented image is ``m * x + (1 - m) * sum_i w_i chain_i(x)``.
 
 The numpy draws come from a ``numpy.random.RandomState`` passed in, in the authors' order, so that the
 same seed gives their augmentations exactly. Sizes follow the image instead of the authors' fixed 32
@@ -47,17 +47,18 @@ class PixelRange:
     def to_image(self, x: torch.Tensor) -> Image.Image:
         """The 8-bit PIL image behind one network input ``x`` (c, h, w), c = 1 (L) or 3 (RGB)."""
         if x.ndim != 3 or x.shape[0] not in MODES:
-            raise ShiftbenchError(f"memo augments 1- or 3-channel images (c, h, w); got an input of shape {tuple(x.shape)}")
-        pixels = (255.0 * (x - self.black.view(-1, 1, 1)) / (self.white - self.black).view(-1, 1, 1)).round().clamp(0, 255)
+            raise ShiftbenchError("memo augments 1- or 3-channel images (c, h, w); "
+                                  f"got an input of shape {tuple(x.shape)}")
+        fraction = (x - self.black.view(-1, 1, 1)) / (self.white - self.black).view(-1, 1, 1)
+        pixels = (255.0 * fraction).round().clamp(0, 255)
         array = pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(array[..., 0] if x.shape[0] == 1 else array, MODES[x.shape[0]])
 
-    def to_input(self, image: Image.Image) -> torch.Tensor:
-        """The network input (c, h, w) of an 8-bit PIL image."""
-        pixels = torch.as_tensor(np.array(image, dtype=np.float32))
-        pixels = pixels.unsqueeze(-1) if pixels.ndim == 2 else pixels
-        fraction = pixels.permute(2, 0, 1) / 255.0
-        return self.black.view(-1, 1, 1) + (self.white - self.black).view(-1, 1, 1) * fraction
+    def to_input(self, fraction: np.ndarray) -> torch.Tensor:
+        """Network inputs (n, c, h, w) of images given as pixel values / 255, (n, h, w) or (n, h, w, c)."""
+        fraction = torch.from_numpy(np.ascontiguousarray(fraction, dtype=np.float32))
+        fraction = (fraction.unsqueeze(-1) if fraction.ndim == 3 else fraction).permute(0, 3, 1, 2)
+        return self.black.view(1, -1, 1, 1) + (self.white - self.black).view(1, -1, 1, 1) * fraction
 
 
 def _strength(rng: np.random.RandomState, maximum: float) -> float:
@@ -124,16 +125,18 @@ def pre_augment(image: Image.Image, flip: bool = True) -> Image.Image:
     return transforms.RandomHorizontalFlip()(image) if flip else image
 
 
-def augmix(x: torch.Tensor, pixels: PixelRange, rng: np.random.RandomState, flip: bool = True) -> torch.Tensor:
-    """One AugMix view (c, h, w) of network input ``x``, as MEMO draws it."""
-    original = pre_augment(pixels.to_image(x), flip)
-    clean = pixels.to_input(original)
+def augmix(image: Image.Image, rng: np.random.RandomState, flip: bool = True) -> np.ndarray:
+    """One AugMix view of an 8-bit ``image``, as MEMO draws it, as pixel values / 255 (float32, (h, w[, c])).
+
+    The authors mix the normalised tensors; the normalisation is affine and the weights sum to 1, so mixing
+    pixel values and normalising once is the same up to float rounding (and cheaper)."""
+    original = pre_augment(image, flip)
     weights = np.float32(rng.dirichlet([1.0, 1.0, 1.0]))
     m = np.float32(rng.beta(1.0, 1.0))
-    mix = torch.zeros_like(clean)
+    mix = np.zeros(np.asarray(original).shape, dtype=np.float32)
     for weight in weights:
-        image = original.copy()
+        chain = original.copy()
         for _ in range(rng.randint(1, 4)):
-            image = OPERATIONS[rng.choice(len(OPERATIONS))](image, rng)
-        mix += float(weight) * pixels.to_input(image)
-    return float(m) * clean + (1 - float(m)) * mix
+            chain = OPERATIONS[rng.choice(len(OPERATIONS))](chain, rng)
+        mix += weight * np.asarray(chain, dtype=np.float32)
+    return (m * np.asarray(original, dtype=np.float32) + (1 - m) * mix) / np.float32(255)

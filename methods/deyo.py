@@ -88,11 +88,13 @@ def patch_shuffle(x: torch.Tensor, grid: int) -> torch.Tensor:
     """Images ``x`` (n, c, h, w) cut into ``grid x grid`` patches put back in a random order per image."""
     n, c, h, w = x.shape
     if h < grid or w < grid:
-        raise ShiftbenchError(f"deyo: a {h}x{w} image cannot be cut into {grid}x{grid} patches; use patch_grid <= {min(h, w)}")
+        raise ShiftbenchError(f"deyo: a {h}x{w} image cannot be cut into {grid}x{grid} patches; "
+                              f"use patch_grid <= {min(h, w)}")
     ph, pw = h // grid, w // grid
     resized = (ph * grid, pw * grid) != (h, w)
     if resized:
-        x = nn.functional.interpolate(x, size=(ph * grid, pw * grid), mode="bilinear", antialias=True, align_corners=False)
+        x = nn.functional.interpolate(x, size=(ph * grid, pw * grid), mode="bilinear", antialias=True,
+                                      align_corners=False)
     patches = x.reshape(n, c, grid, ph, grid, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, grid * grid, c, ph, pw)
     order = torch.argsort(torch.rand(n, grid * grid), dim=-1).to(x.device)
     patches = patches[torch.arange(n, device=x.device).unsqueeze(-1), order]
@@ -134,7 +136,8 @@ class DeYO:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
-            raise ShiftbenchError(f"deyo shuffles image patches and needs image batches (n, c, h, w); got shape {tuple(x.shape)}")
+            raise ShiftbenchError("deyo shuffles image patches and needs image batches (n, c, h, w); "
+                                  f"got shape {tuple(x.shape)}")
         if self.has_batchnorm:
             require_batch_statistics(x, "DeYO")
         if self.episodic:
@@ -188,7 +191,8 @@ class DeYOAdapter(ModelAdapter):
         "optimizer": Choice("sgd", ("sgd", "adam"), doc="sgd: momentum 0.9 (the authors'); adam: betas (0.9, 0.999)"),
         "entropy_margin": Float(0.5, above=0, doc="entropy filter tau_Ent, as a fraction of ln K"),
         "weight_margin": Float(0.4, above=0, doc="Ent_0 of the entropy weight exp(Ent_0 - Ent), as a fraction of ln K"),
-        "plpd_threshold": Float(0.2, at_least=-1, at_most=1, doc="PLPD filter tau_PLPD: keep examples with PLPD above it"),
+        "plpd_threshold": Float(0.2, at_least=-1, at_most=1,
+                                doc="PLPD filter tau_PLPD: keep examples with PLPD above it"),
         "patch_grid": Int(4, doc="patches per row and per column of the shuffle"),
         "reweight_ent": Bool(True, doc="weight each loss term by exp(Ent_0 - Ent)"),
         "reweight_plpd": Bool(True, doc="weight each loss term by exp(PLPD)"),

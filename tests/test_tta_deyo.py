@@ -81,7 +81,8 @@ def hand_deyo_step(net: nn.Module, x: torch.Tensor, seed: int, lr: float, tau_en
         plpd = float(p[i, c].detach() - p_shuffled[j, c])
         if plpd > tau_plpd:
             kept2.append(i)
-            weight = reweight[0] * math.exp(-(float(ent[i]) - ent_0 * math.log(k))) + reweight[1] * math.exp(plpd)
+            entropy_i = float(ent[i].detach())
+            weight = reweight[0] * math.exp(-(entropy_i - ent_0 * math.log(k))) + reweight[1] * math.exp(plpd)
             terms.append(weight * ent[i] if any(reweight) else ent[i])
     loss = torch.stack(terms).mean()
     grads = torch.autograd.grad(loss, leaves)

@@ -50,7 +50,8 @@ def noise(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def prior_forward(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, prior: float | None) -> torch.Tensor:
+def prior_forward(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
+                  prior: float | None) -> torch.Tensor:
     """``tiny_net``'s function with parameters given, its BatchNorm2d on ``prior`` x source + (1 - prior) x the
     batch's (detached) mean and unbiased variance (``None``: source statistics)."""
     h = nn.functional.conv2d(x, params["0.weight"], params["0.bias"], padding=1)
@@ -150,7 +151,8 @@ def test_pixel_range_round_trips_8_bit_images_and_reads_the_preprocessing():
     for image in (rgb_image(3), rgb_image(4).convert("L")):
         channels = len(image.getbands())
         pixels = PixelRange(torch.linspace(-2, -1, channels), torch.linspace(1, 3, channels))
-        assert np.array_equal(np.array(pixels.to_image(pixels.to_input(image))), np.array(image))
+        pixel_values = np.asarray(image, dtype=np.float32)[None] / 255
+        assert np.array_equal(np.array(pixels.to_image(pixels.to_input(pixel_values)[0])), np.array(image))
     raw = np.random.RandomState(0).randint(0, 256, (5, 32, 32)).astype(np.uint8)
     task = digits_like_task(raw, image_preprocess(28, 1, (0.2,), (0.3,)))
     found = pixel_range(task)
@@ -186,7 +188,7 @@ ADAPTED = {
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_augmix_views_match_the_authors_code(seed):
     torch.manual_seed(seed)
-    view = augmix(as_input(rgb_image(10 + seed)), UNIT, np.random.RandomState(seed))
+    view = UNIT.to_input(augmix(rgb_image(10 + seed), np.random.RandomState(seed))[None])[0]
     total, absolute, first = AUGMIX[seed]
     assert float(view.double().sum()) == pytest.approx(total, abs=1e-3)
     assert float(view.double().abs().sum()) == pytest.approx(absolute, abs=1e-3)
