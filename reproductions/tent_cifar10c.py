@@ -71,7 +71,7 @@ PAPER: dict[tuple[str, str], float] = {(method, name): value for method, row in 
                                        for name, value in zip(("mean", *BENCHMARK_CORRUPTIONS), row)}
 
 #: the quick setting: fixture images per severity, batch size, model
-QUICK = {"per_severity": 20, "batch_size": 10, "model": "wrn_tiny"}
+QUICK = {"per_severity": 100, "batch_size": 10, "model": "wrn_tiny"}
 
 
 def data_command(root: str = DATA_ROOT) -> str:
