@@ -261,6 +261,7 @@ def test_plugins_declare_their_knobs_and_refuse_what_they_cannot_run(tmp_path):
     for x in batches(2):
         torch.testing.assert_close(eta.process(Batch.from_arrays(inputs=x)), ref(x))
     eata = methods.load("eata")
+    assert set(type(eata).grid) == {"lr", "fisher_alpha"}
     assert (eata.fisher_alpha, eata.fisher_size, eata.e0_ratio, eata.d_margin, eata.lr) == (1.0, 2000, 0.4, 0.4, 0.005)
     with pytest.raises(ShiftbenchError, match="id_val"):
         eata.prepare(source_task(confident_net(), tmp_path, splits=("train",)))
