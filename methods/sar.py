@@ -21,7 +21,7 @@ from the paper's equations:
   exponential moving average ``ema <- 0.9 ema + 0.1 loss`` (the first value as is); once
   ``ema < reset_constant`` (0.2) the model and the optimizer are restored to the source state. As in
   the official ``forward`` (which assigns the step's ``ema`` after ``reset``), the average itself is
-  kept across a recovery; mariodoebler/test-time-adaptation clears it instead;
+  kept across a recovery (so does TTAB; mariodoebler/test-time-adaptation clears it);
 - the logits returned are those of the first forward pass, computed before that pass's update.
 
 Defaults are the paper's (ImageNet-C, ResNet-50-BN at batch 64: SGD lr 0.00025, momentum 0.9,
