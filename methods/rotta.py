@@ -240,6 +240,8 @@ class RoTTAAdapter(ModelAdapter):
         "lambda_t": Float(1.0, at_least=0, doc="weight of age in the eviction score"),
         "lambda_u": Float(1.0, at_least=0, doc="weight of uncertainty in the eviction score"),
     }
+    #: RBN's alpha and the teacher's EMA rate nu: at 64 examples per update a 1,000-example stream makes only 16
+    #: updates, so nu = 0.001 hardly moves the teacher there
     grid = {"alpha": [0.01, 0.05], "nu": [0.001, 0.01, 0.1]}
 
     def not_applicable(self, model, data) -> str | None:

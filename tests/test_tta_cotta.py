@@ -5,6 +5,7 @@ produced by the authors' code on a tiny network."""
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, Task
 from shiftbench.methods import _cotta_augment
 from shiftbench.methods._cotta_augment import CoTTAAugmentation, PixelMap, pixel_map
+from shiftbench.methods._cotta_teacher import soft_cross_entropy
 from shiftbench.methods.cotta import CoTTA, source_confidence_threshold
 from shiftbench.model import SourceModel, image_preprocess
 
@@ -223,6 +225,18 @@ def test_steps_equal_the_hand_written_student_teacher_update():
         for k in TRAINED:
             torch.testing.assert_close(cotta.params[k].detach(), want_student[k], rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(teacher[k], want_teacher[k], rtol=1e-5, atol=1e-6)
+
+
+def test_the_loss_is_the_cross_entropy_to_the_teachers_softmax_and_leaves_the_teacher_alone():
+    student = torch.tensor([[1.0, 0.0, -1.0]], requires_grad=True)
+    teacher = torch.tensor([[0.0, 2.0, 0.0]], requires_grad=True)
+    soft_cross_entropy(student, teacher).sum().backward()
+    z = math.e + 1 + 1 / math.e  # softmax(student) = exp(s) / z; softmax(teacher) = (1, e^2, 1) / (2 + e^2)
+    p = [1 / (2 + math.e ** 2), math.e ** 2 / (2 + math.e ** 2), 1 / (2 + math.e ** 2)]
+    want = -sum(pk * (sk - math.log(z)) for pk, sk in zip(p, (1.0, 0.0, -1.0)))
+    assert float(soft_cross_entropy(student, teacher).detach()) == pytest.approx(want, rel=1e-6)
+    torch.testing.assert_close(student.grad, torch.softmax(student.detach(), 1) - torch.tensor([p]))
+    assert teacher.grad is None
 
 
 def test_the_anchor_confidence_decides_whether_to_augment():
