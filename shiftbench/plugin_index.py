@@ -191,14 +191,11 @@ def entry_point_roots() -> list[str] | None:
 def fingerprint(extra_roots: list[str]) -> str | None:
     """A hash of every file the plugins' metadata can depend on (see the module docstring); ``None`` when a
     package of :data:`HASHED_PACKAGES` cannot be located without importing it."""
+    roots = hashed_roots()
+    if roots is None:
+        return None
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"{FORMAT}\0{sys.version}\0{sys.executable}\0".encode())
-    roots = []
-    for package in HASHED_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        roots += list(spec.submodule_search_locations)
     for root in [*roots, *extra_roots]:
         digest.update(f"root\0{root}\0".encode())
         for path in _files(Path(root)):
@@ -209,6 +206,17 @@ def fingerprint(extra_roots: list[str]) -> str | None:
     for entry in _installed():
         digest.update(f"{entry}\0".encode())
     return digest.hexdigest()
+
+
+def hashed_roots() -> list[str] | None:
+    """The folders of :data:`HASHED_PACKAGES`, located without importing them (``None`` if one is missing)."""
+    roots = []
+    for package in HASHED_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        roots += list(spec.submodule_search_locations)
+    return roots
 
 
 def _files(root: Path) -> list[Path]:
