@@ -55,4 +55,4 @@ class SkadaBenchScorers(Reproduction):
         n_seeds, n_outer, n_inner, scale = (1, 2, 2, 0.25) if quick else (5, 5, 5, 1.0)
         long = run_cells(SHIFTS, labels, chosen, n_seeds, n_outer, n_inner, scale, n_jobs=1 if quick else -1)
         table = compare(long).dropna(subset=["paper"]).reset_index(drop=True)
-        return Reproduced(table, long, f"{agreement_notes(long, table)}\n\n{scorer_tables(long)}")
+        return Reproduced(table, long, f"{agreement_notes(table)}\n\n{scorer_tables(long)}")

@@ -126,19 +126,27 @@ def best_params(scores: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 def nested_cv(make: Factory, grid, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
               scorers: dict[str, Scorer], outer: Sequence[DomainSplit], n_inner: int = 5,
-              inner_test_size: float = 0.2, seed: int = 0) -> pd.DataFrame:
+              inner_test_size: float = 0.2, seed: int = 0,
+              inner: Sequence[Sequence[DomainSplit]] | None = None) -> pd.DataFrame:
     """Nested domain-aware CV: per outer split and scorer, the selected setting refitted on the outer
     train part and its accuracy on the outer target-test (and source-test) part.
 
-    ``yt`` is used for the outer evaluation and, within inner splits, only by oracle scorers.
+    ``inner[o]``: the inner splits of outer split ``o``, as positions in its source-train and target-train
+    parts (a paper's own splits); by default ``n_inner`` domain shuffle splits drawn with seed
+    ``seed + 1000 (o + 1)``. ``yt`` is used for the outer evaluation and, within inner splits, only by
+    oracle scorers.
     """
+    if inner is not None and len(inner) != len(outer):
+        raise ShiftbenchError(f"inner holds splits for {len(inner)} outer splits, outer has {len(outer)}; "
+                              "give one list of inner splits per outer split")
     Xs, Xt = check_features(Xs, "X_source"), check_features(Xt, "X_target")
     ys, yt = np.asarray(ys), np.asarray(yt)
     rows = []
     for o, sp in enumerate(outer):
         Xs_tr, ys_tr, Xt_tr, yt_tr = Xs[sp.source_train], ys[sp.source_train], Xt[sp.target_train], yt[sp.target_train]
-        inner = domain_shuffle_splits(ys_tr, len(Xt_tr), n_inner, inner_test_size, seed + 1000 * (o + 1))
-        chosen = best_params(grid_scores(make, grid, Xs_tr, ys_tr, Xt_tr, inner, scorers, yt_tr))
+        splits = inner[o] if inner is not None else \
+            domain_shuffle_splits(ys_tr, len(Xt_tr), n_inner, inner_test_size, seed + 1000 * (o + 1))
+        chosen = best_params(grid_scores(make, grid, Xs_tr, ys_tr, Xt_tr, splits, scorers, yt_tr))
         refits: dict[str, tuple[float, float]] = {}
         for name in scorers:
             params = chosen[name]

@@ -197,7 +197,7 @@ from shiftbench.methods.skada_adapters import SkadaAdapter  # noqa: E402
 from skada.base import SelectSource  # noqa: E402
 from skada.transformers import StratifiedDomainSubsampler  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
-from shiftbench.reproductions.skada_bench_simulated import (METHODS, PIPELINE, method_factory,  # noqa: E402
+from shiftbench.reproductions.skada_bench_simulated import (METHODS, PIPELINE, by_domain, method_factory,  # noqa: E402
                                                             method_grid, simulated)
 
 
@@ -216,7 +216,7 @@ def test_reproduction_methods_are_plugin_instances_over_their_grids(label):
 @pytest.fixture(scope="module")
 def small_problem():
     """A small covariate-shift problem in float64 (the plugins compute in float64; skada keeps float32 inputs)."""
-    Xs, ys, Xt, yt = simulated("covariate_shift", 0, scale=0.1)
+    Xs, ys, Xt, yt = by_domain(*simulated("covariate_shift", 0, scale=0.1))
     return Xs.astype(np.float64), ys, Xt.astype(np.float64), yt
 
 

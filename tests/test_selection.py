@@ -31,13 +31,13 @@ from shiftbench.selection import (best_params, domain_shuffle_splits, grid_score
 skada = pytest.importorskip("skada")
 from skada import metrics as skm  # noqa: E402
 
-from shiftbench.reproductions.skada_bench_simulated import method_factory, simulated  # noqa: E402
+from shiftbench.reproductions.skada_bench_simulated import by_domain, method_factory, simulated  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def problem():
     """A covariate-shift problem (80 points per domain) in skada's layout and ours."""
-    Xs, ys, Xt, yt = simulated("covariate_shift", 0, scale=0.1)
+    Xs, ys, Xt, yt = by_domain(*simulated("covariate_shift", 0, scale=0.1))
     X = np.vstack([Xs, Xt])
     d = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
     y_masked = np.r_[ys, -np.ones(len(Xt), int)]
