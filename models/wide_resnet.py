@@ -168,22 +168,31 @@ def robustbench_state(checkpoint: Any) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_checkpoint_file(path: Path, net: WideResNet) -> None:
-    """Load RobustBench checkpoint ``path`` into ``net``: every key and shape must match (strict), else a
-    :class:`ShiftbenchError` naming the file and what is wrong with it."""
+def checkpoint_problem(path: Path, net: WideResNet) -> str | None:
+    """Load RobustBench checkpoint ``path`` into ``net`` (strictly: every key and shape must match) and return
+    None, or return in one line what makes the file unusable (``net`` then unchanged)."""
+    with open(path, "rb") as f:
+        if f.read(64).lstrip().startswith(b"<"):
+            return "it is a web page (HTML), not a torch file"
     try:
         state = robustbench_state(torch.load(path, map_location="cpu", weights_only=True))
-        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-        if found != expected:
-            missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-            wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
-            raise ValueError(f"its tensors are not those of {type(net).__name__} (missing {missing[:3]}, unexpected "
-                             f"{extra[:3]}, other shapes {wrong[:3]})")
-        net.load_state_dict(state, strict=True)
-    except Exception as exc:  # noqa: BLE001 - whatever makes the file unusable, the user must replace it
-        raise ShiftbenchError(f"{path} is not a usable checkpoint ({exc}); delete it (and {path}.sha256) to "
-                              "download it again") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file at all
+        return f"torch.load fails: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if found != expected:
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
+        return (f"its tensors are not those of {type(net).__name__}-{net_name(net)} (missing {missing[:3]}, unexpected "
+                f"{extra[:3]}, other shapes {wrong[:3]})")
+    net.load_state_dict(state, strict=True)
+    return None
+
+
+def net_name(net: WideResNet) -> str:
+    """``<depth>-<widen factor>`` of a WRN."""
+    n = len(net.block1.layer)
+    return f"{6 * n + 4}-{net.block1.layer[0].conv1.out_channels // 16}"
 
 
 def file_sha256(path: Path) -> str:
@@ -214,11 +223,12 @@ def record_sha256(path: Path, digest: str) -> None:
         record.write_text(f"{digest}  {path.name}\n")
 
 
-def fetch_checkpoint(ckpt: Checkpoint, path: Path, download: bool) -> None:
-    """Download ``ckpt`` to ``path`` (size shown first) unless it is there; without network or with downloads
-    off, a :class:`MissingDataError` naming the file, its size and the command that fetches it."""
+def fetch_checkpoint(ckpt: Checkpoint, path: Path, download: bool) -> bool:
+    """Download ``ckpt`` to ``path`` (size shown first) unless it is there, and say whether it was downloaded;
+    without network or with downloads off, a :class:`MissingDataError` naming the file, its size and the
+    command that fetches it."""
     if path.exists():
-        return
+        return False
     what = f"RobustBench checkpoint {ckpt.dataset}/{ckpt.name} (WRN-{ckpt.depth}-{ckpt.widen_factor})"
     if not download or not host_reachable(ckpt.url()):
         raise MissingDataError(what, str(path), ckpt.fetch_command(path), ckpt.size)
@@ -230,6 +240,27 @@ def fetch_checkpoint(ckpt: Checkpoint, path: Path, download: bool) -> None:
     except Exception as exc:  # noqa: BLE001 - network errors of every kind end the same way
         path.unlink(missing_ok=True)
         raise MissingDataError(f"{what} (download failed: {exc})", str(path), ckpt.fetch_command(path), ckpt.size) from exc
+    return True
+
+
+def checkpoint_network(ckpt: Checkpoint, cache_root: Path, download: bool) -> tuple[WideResNet, str]:
+    """The WRN of ``ckpt`` with its weights from ``<cache_root>/weights/`` (downloaded first if absent), and
+    the file's sha256 (checked against, or else recorded as, the one of its first use). A download that is
+    not the checkpoint (e.g. a Google Drive web page) is deleted and refused."""
+    path = Path(cache_root) / "weights" / ckpt.relative_path()
+    downloaded = fetch_checkpoint(ckpt, path, download)
+    digest = verified_sha256(path)
+    net = WideResNet(ckpt.depth, ckpt.widen_factor, ckpt.num_classes)
+    problem = checkpoint_problem(path, net)
+    if problem and downloaded:  # not kept, so that the next try downloads again
+        path.unlink(missing_ok=True)
+        raise ShiftbenchError(f"the download of {ckpt.url()} is not the checkpoint ({problem}); fetch it by hand "
+                              f"({ckpt.size}): {ckpt.fetch_command(path)}")
+    if problem:
+        raise ShiftbenchError(f"{path} is not a usable checkpoint ({problem}); delete it (and {path.name}.sha256 "
+                              "beside it, if any) to download it again")
+    record_sha256(path, digest)  # only once the file has proved to be the checkpoint
+    return net, digest
 
 
 class _WideResNetSpec(ModelSpec):
@@ -265,12 +296,7 @@ class _RobustBenchWRN(_WideResNetSpec):
                                   f"{' and '.join(f'{n}-class' for n in have)} CIFAR only; dataset {dataset.name!r} has "
                                   f"{dataset.n_classes} classes")
         cfg = {**self.defaults, **self.options}
-        path = cache_root / "weights" / ckpt.relative_path()
-        fetch_checkpoint(ckpt, path, downloads_allowed(cfg["download"]))
-        digest = verified_sha256(path)
-        net = WideResNet(ckpt.depth, ckpt.widen_factor, ckpt.num_classes)
-        load_checkpoint_file(path, net)
-        record_sha256(path, digest)  # only once the file has proved to be the checkpoint
+        net, digest = checkpoint_network(ckpt, cache_root, downloads_allowed(cfg["download"]))
         return net, ckpt.mean, ckpt.std, f"robustbench:{ckpt.dataset}/corruptions/{ckpt.name} sha256:{digest[:16]}"
 
 

@@ -113,12 +113,11 @@ def check_data(root: str) -> None:
 
 
 def check_weights(cache_dir: Path) -> None:
-    """Download the Standard checkpoint now if it is absent, or fail in one line saying how to fetch it."""
+    """Download (if absent) and check the Standard checkpoint now, or fail in one line saying how to fetch it."""
     from shiftbench.models.pretrained import downloads_allowed
-    from shiftbench.models.wide_resnet import CHECKPOINTS, fetch_checkpoint
+    from shiftbench.models.wide_resnet import CHECKPOINTS, checkpoint_network
 
-    ckpt = CHECKPOINTS[("Standard", 10)]
-    fetch_checkpoint(ckpt, Path(cache_dir) / "weights" / ckpt.relative_path(), downloads_allowed())
+    checkpoint_network(CHECKPOINTS[("Standard", 10)], Path(cache_dir), downloads_allowed())
 
 
 def experiment(root: str, model: str, batch_size: int) -> dict[str, Any]:

@@ -128,9 +128,37 @@ def test_a_file_that_is_not_the_checkpoint_is_refused_and_no_hash_recorded(cifar
     with pytest.raises(ShiftbenchError, match="is not a usable checkpoint"):
         models.build_model("wrn28_10_standard", cifar10c, 0, tmp_path)
     save_robustbench_checkpoint(path, WideResNet(16, 2, 10))  # a WRN, but not WRN-28-10
-    with pytest.raises(ShiftbenchError, match="not those of WideResNet"):
+    with pytest.raises(ShiftbenchError, match="not those of WideResNet-28-10"):
         models.build_model("wrn28_10_standard", cifar10c, 0, tmp_path)
     assert not path.with_name("Standard.pt.sha256").exists()
+
+
+def test_a_download_is_announced_with_its_size_and_a_web_page_download_is_deleted(cifar10c, tmp_path, monkeypatch,
+                                                                                    capsys):
+    from shiftbench.models import wide_resnet
+
+    reference = WideResNet(40, 2, 10)
+    fill(reference)
+    served = {"page": True}
+
+    def fake_download(url, dst, progress=True):  # stands in for torch.hub's downloader: no network in tests
+        assert url == wide_resnet.GDRIVE_URL.format(id="1wy7gSRsUZzCzj8QhmTbcnwmES_2kkNph")
+        if served["page"]:
+            Path(dst).write_text("<html>Google Drive</html>")
+        else:
+            save_robustbench_checkpoint(Path(dst), reference)
+
+    monkeypatch.setattr(wide_resnet, "host_reachable", lambda url: True)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = tmp_path / "weights" / "robustbench" / "cifar10" / "corruptions" / "Hendrycks2020AugMix_WRN.pt"
+    with pytest.raises(ShiftbenchError, match="is not the checkpoint .*web page.* fetch it by hand \\(about 9 MB\\): mkdir -p") as err:
+        models.build_model("wrn40_2_augmix", cifar10c, 0, tmp_path)
+    assert "\n" not in str(err.value)
+    assert not path.exists() and not path.with_name(path.name + ".sha256").exists()
+    assert "downloading RobustBench checkpoint cifar10/Hendrycks2020AugMix_WRN (WRN-40-2), about 9 MB" in capsys.readouterr().err
+    served["page"] = False
+    model = models.build_model("wrn40_2_augmix", cifar10c, 0, tmp_path)
+    assert model.pretrained.endswith(file_sha256(path)[:16])
 
 
 def test_missing_weights_offline_is_one_line_with_size_and_command(cifar10c, tmp_path, monkeypatch):
