@@ -16,6 +16,7 @@ so, and the next run computes them). Every cell computes on :data:`CELL_THREADS`
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import multiprocessing
@@ -444,6 +445,13 @@ def _registries() -> dict[str, Any]:
     return {"methods": method_registry.registry, "models": model_registry, "scorers": scorer_registry.registry}
 
 
+def plugin_folders() -> dict[str, list[str]]:
+    """The folders each plugin package scans, by package (a folder a program added to a package's
+    ``__path__`` at run time, as the trust tests do, is one a worker must scan too)."""
+    packages = ("shiftbench.methods", "shiftbench.models", "shiftbench.scorers", "shiftbench.datasets")
+    return {name: list(importlib.import_module(name).__path__) for name in packages}
+
+
 def plugin_classes(cells: Iterable[Cell]) -> list[tuple[str, type]]:
     """The method, model and scorer classes of ``cells`` as (registry, class), for worker processes to
     register, so that a plugin registered by hand (a test's, a notebook's) is found there too. They travel
@@ -510,7 +518,8 @@ class WorkerPool:
         process = self.context.Process(target=worker_main, args=(theirs,), name=f"shiftbench-worker-{len(self.workers)}")
         process.start()
         theirs.close()
-        ours.send((self.runner.settings, self.plugins))
+        ours.send((self.runner.settings, plugin_folders()))
+        ours.send(self.plugins)  # a message of its own: its classes are found once the folders are known
         self.workers.append(_Worker(process, ours))
 
     def compute(self, groups: list[list[Cell]], began: float, counts: dict[str, Any]) -> list[Cell]:
@@ -666,7 +675,11 @@ def worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, _interrupt_once)
     sys.stdout, sys.stderr = RelayStream(conn, "stdout"), RelayStream(conn, "stderr")
     try:
-        settings, plugins = conn.recv()
+        settings, folders = conn.recv()
+        for name, paths in folders.items():
+            package = importlib.import_module(name)
+            package.__path__.extend(p for p in paths if p not in package.__path__)
+        plugins = conn.recv()
         registries = _registries()
         for kind, cls in plugins:
             registries[kind].register(cls)
