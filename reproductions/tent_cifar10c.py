@@ -45,7 +45,7 @@ from shiftbench.cache import default_cache_dir
 from shiftbench.corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES
 from shiftbench.errors import MissingDataError
 from shiftbench.reproduction import Reproduced, Reproduction
-from shiftbench.runner import Cell, Runner, RunSettings, expand_cells
+from shiftbench.runner import Runner, RunSettings, expand_cells
 from shiftbench.store import RecordStore
 
 #: the table's methods: the paper's row name -> (method plugin, its fixed hyperparameters)
