@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftbench.cache import default_cache_dir
+from shiftbench.cache import code_version, default_cache_dir
 from shiftbench.corruptions import BENCHMARK_CORRUPTIONS, SEVERITIES
 from shiftbench.errors import MissingDataError
 from shiftbench.reproduction import Reproduced, Reproduction
@@ -191,11 +191,14 @@ class TentCifar10C(Reproduction):
         """The ours / paper / delta table. The full setting checks the data and the checkpoint first (and stops
         with what to fetch); ``quick`` writes the offline fixture and runs ``wrn_tiny`` on it (seconds).
 
-        The full setting is 45 cells of 10,000 images each through a WRN-28-10 (about 5 GFLOPs per image
-        forward, Tent adds a backward pass): minutes on a GPU, many hours on a CPU."""
+        The full setting is 45 cells of 10,000 images each through a WRN-28-10 (about 5 G multiply-adds per image
+        forward, Tent adds a backward pass; about 10^16 FLOPs in all): an estimate, not measured here, of
+        minutes on a GPU and many hours on a CPU."""
         cache_dir = default_cache_dir()
         if quick:
-            root = cache_dir / "fixtures" / "tent-cifar10c-quick"
+            # one folder per version of this module: the cells' keys hold the folder, so records computed on
+            # another fixture are never read back as this one's
+            root = cache_dir / "fixtures" / f"tent-cifar10c-quick-{code_version(write_fixture)}"
             if not (root / "CIFAR-10-C" / "labels.npy").exists():
                 write_fixture(root, QUICK["per_severity"])
             cfg = experiment(str(root), QUICK["model"], QUICK["batch_size"])
