@@ -282,13 +282,13 @@ def run_cells(shifts: list[str], labels: list[str], chosen: dict[str, Scorer], n
     return pd.concat(Parallel(n_jobs=n_jobs)(jobs), ignore_index=True)
 
 
-def compare(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean target accuracy per (method, shift, scorer) next to the published figure (both in %, to 3 decimals:
-    a mean over 25 test parts of 160 points is a multiple of 0.025 points)."""
+def compare(long: pd.DataFrame, paper_figures: dict[tuple[str, str, str], float] = PAPER) -> pd.DataFrame:
+    """Mean target accuracy per (method, shift, scorer) next to its figure in ``paper_figures`` (both in %, to 3
+    decimals: a mean over 25 test parts of 160 points is a multiple of 0.025 points)."""
     ours = long.groupby(["method", "shift", "scorer"], sort=False)["target_accuracy"].mean()
     rows = []
     for (method, shift, scorer), mean in ours.items():
-        paper = PAPER.get((method, shift, scorer))
+        paper = paper_figures.get((method, shift, scorer))
         ours_pct = round(100 * mean, 3)
         paper_pct = None if paper is None else round(100 * paper, 3)
         rows.append({"method": method, "shift": shift, "scorer": scorer, "ours": ours_pct, "paper": paper_pct,
