@@ -1,9 +1,10 @@
 """Wall time of one worker against two workers sharing one record store (work claiming).
 
-Runs the same experiment cold three times, each against its own empty cache: once with one
+Runs the same experiment cold twice, each against its own empty cache: once with one
 ``shiftbench run`` process, once with two identical ``shiftbench run`` processes started together
 on one store and cache (they split the cells through claims instead of both computing all of them).
-Prints the wall times, the speed-up and how many cells each worker computed.
+Each process computes in itself (``jobs=1``); ``benchmarks/bench_jobs.py`` times one run's own worker
+processes. Prints the wall times, the speed-up and how many cells each worker computed.
 
     .venv/bin/python benchmarks/bench_workers.py [hydra overrides ...]
     (default: model=[small_cnn] seed=[0,1], the default digits scenarios: 392 cells)
@@ -24,7 +25,10 @@ DEFAULT = ["model=[small_cnn]", "seed=[0,1]"]
 
 
 def workers(n: int, overrides: list[str]) -> tuple[float, list[str]]:
-    """Wall seconds of ``n`` identical runs started together on one fresh store and cache; their count lines."""
+    """Wall seconds of ``n`` identical runs started together on one fresh store and cache; their count lines.
+    Each run computes in its own process unless ``overrides`` set ``jobs``."""
+    if not any(o.startswith("jobs=") for o in overrides):
+        overrides = ["jobs=1", *overrides]
     with tempfile.TemporaryDirectory() as tmp:
         command = [str(Path(sys.executable).with_name("shiftbench")), "run", f"cache_dir={tmp}",
                    f"results_dir={tmp}/results", "progress=false", *overrides]

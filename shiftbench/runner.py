@@ -286,7 +286,7 @@ class Runner:
                 else:
                     self._run_all(todo, began, counts, bar)
             except KeyboardInterrupt:
-                saved = counts["cached"] + counts["ok"] + counts["failed"] + counts["not_applicable"]
+                saved = len(self.store.scan(c.key for c in cells).records)  # workers report a group when it ends
                 print(f"\ninterrupted: {saved} of {len(cells)} cells are stored in {self.settings.store_dir}",
                       file=sys.stderr)
                 raise
@@ -506,8 +506,6 @@ class WorkerPool:
         self.workers: list[_Worker] = []
 
     def __enter__(self) -> WorkerPool:
-        for _ in range(self.jobs):
-            self._start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -524,9 +522,12 @@ class WorkerPool:
 
     def compute(self, groups: list[list[Cell]], began: float, counts: dict[str, Any]) -> list[Cell]:
         """Compute ``groups`` on the workers, adding to ``counts``; return the cells another live process
-        (outside this run) holds."""
+        (outside this run) holds. A worker that died is replaced while groups wait for one."""
         pending, held = deque(groups), []
         while pending or any(w.group is not None for w in self.workers):
+            idle = sum(w.group is None for w in self.workers)
+            for _ in range(min(self.jobs - len(self.workers), len(pending) - idle)):
+                self._start()
             for worker in self.workers:
                 if worker.ready and worker.group is None and pending:
                     worker.group = pending.popleft()
@@ -534,10 +535,10 @@ class WorkerPool:
             ready = wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
             for worker in list(self.workers):
                 if worker.conn in ready or worker.process.sentinel in ready:
-                    held += self._serve(worker, began, counts, pending)
+                    held += self._serve(worker, began, counts)
         return held
 
-    def _serve(self, worker: _Worker, began: float, counts: dict[str, Any], pending: deque) -> list[Cell]:
+    def _serve(self, worker: _Worker, began: float, counts: dict[str, Any]) -> list[Cell]:
         """Apply what ``worker`` sent; handle its death. Return the cells of a finished group held elsewhere."""
         held = []
         try:
@@ -545,21 +546,22 @@ class WorkerPool:
                 held += self._message(worker, worker.conn.recv(), counts)
         except (EOFError, OSError):
             pass  # the worker is gone: its sentinel says how
-        if not worker.process.is_alive():
-            worker.process.join()
-            self.workers.remove(worker)
-            self._flush_output(worker)
-            code = worker.process.exitcode
-            if code == INTERRUPTED:
-                raise KeyboardInterrupt
-            if worker.group is None:
-                raise ShiftbenchError(f"worker process {worker.process.pid} exited ({exit_reason(code)}) "
-                                      f"{'while idle' if worker.ready else 'while starting'}; its output above says why "
-                                      "(jobs=1 computes in this process)")
-            self._lost(worker, code, began, counts)
-            if pending:
-                self._start()
-        return held
+        if worker.process.is_alive():
+            return held
+        worker.process.join()
+        self.workers.remove(worker)
+        self._flush_output(worker)
+        code, pid = worker.process.exitcode, worker.process.pid
+        if code == INTERRUPTED:
+            raise KeyboardInterrupt
+        if not worker.ready:
+            raise ShiftbenchError(f"worker process {pid} exited ({exit_reason(code)}) while starting; its output above "
+                                  "says why (jobs=1 computes in this process)")
+        if worker.group is None:
+            write_above(self.bar, f"shiftbench: worker process {pid} died ({exit_reason(code)}) while idle; nothing "
+                        "was lost\n", sys.stderr)
+            return held
+        return held + self._lost(worker, code, began, counts)
 
     def _message(self, worker: _Worker, message: tuple, counts: dict[str, Any]) -> list[Cell]:
         kind = message[0]
@@ -595,10 +597,11 @@ class WorkerPool:
                 write_above(self.bar, text + "\n", getattr(sys, stream))
         worker.output.clear()
 
-    def _lost(self, worker: _Worker, code: int | None, began: float, counts: dict[str, Any]) -> None:
+    def _lost(self, worker: _Worker, code: int | None, began: float, counts: dict[str, Any]) -> list[Cell]:
         """A worker died while computing a group: count the cells it finished, give the others a ``failed``
-        record saying what happened (claims it left released), and say so loudly."""
-        pid, group, unfinished = worker.process.pid, worker.group, []
+        record saying what happened (claims it left released), and say so loudly. Return the cells of the
+        group another live process holds (the run waits for them)."""
+        pid, group, unfinished, held = worker.process.pid, worker.group, [], []
         first = group[0]
         where = f"{first.dataset} {first.model} seed {first.seed}"
         for cell in group:
@@ -609,6 +612,9 @@ class WorkerPool:
             holder = self.runner.claims.holder(cell.key)
             if holder is not None and holder.get("pid") == pid:
                 self.runner.claims.release(cell.key)
+            elif not self.runner.claims.is_stale(cell.key):
+                held.append(cell)
+                continue
             unfinished.append(cell)
         error = (f"WorkerDied: worker process {pid} ({exit_reason(code)}) died while computing the cells of {where}; "
                  "this cell was not finished. Running the same command again computes it.")
@@ -617,9 +623,10 @@ class WorkerPool:
         counts["failed"] += len(unfinished)
         self.bar.update(len(unfinished))
         write_above(self.bar, f"shiftbench: worker process {pid} died ({exit_reason(code)}) while computing the cells "
-                    f"of {where}: {len(group) - len(unfinished)} of its {len(group)} cells were stored, the other "
+                    f"of {where}: {len(group) - len(unfinished) - len(held)} of its {len(group)} cells were stored, "
                     f"{len(unfinished)} are recorded as failed (the run goes on; re-run the same command to compute "
                     "them)\n", sys.stderr)
+        return held
 
     def stop(self, grace: float = 15.0) -> None:
         """Stop every worker: idle ones are told to exit, busy ones are interrupted (a cell stops where it is;
