@@ -3,7 +3,7 @@
 Importing the plugins imports torch, scikit-learn, skada, wilds and timm (seconds). The commands that
 only *describe* plugins (``list``, ``reproduce --list``, ``check-method --list``) and ``data info`` on an
 offline dataset read what they print from a JSON file in the user cache dir instead
-(``<cache>/cli/plugin-index.json``, :func:`shiftbench.cache.default_cache_dir`).
+(``<cache>/cli/plugin-index-<context>.json``, :func:`index_dir`).
 
 Never stale: the index is keyed by a fingerprint of every file of the ``shiftbench`` package and of the
 plugin folders (``methods/``, ``models/``, ``datasets/``, ``scorers/``, ``reproductions/``, ``configs/``),
@@ -90,7 +90,7 @@ def plugin_metadata(kind: str, cls: type) -> dict[str, Any]:
     """The fields of plugin class ``cls`` (of ``kind``) that the describing commands print."""
     from shiftbench.plugins import describe
 
-    fields: dict[str, Any] = {"summary": describe(cls)}
+    fields: dict[str, Any] = {"summary": describe(cls), "module": cls.__module__}
     if kind == "datasets":
         fields["experimental"] = str(cls.experimental) if cls.experimental else ""
         fields["offline"] = is_offline(cls)
@@ -134,10 +134,10 @@ def first_line(doc: str | None) -> str:
 
 
 def index_dir() -> Path:
-    """Where the index and the remembered outputs live: ``<cache>/cli``."""
-    from shiftbench.cache import default_cache_dir
-
-    return Path(default_cache_dir()) / "cli"
+    """Where the index and the remembered outputs live: ``<cache>/cli``, the cache dir being
+    :func:`shiftbench.cache.default_cache_dir`'s (read here without importing that module, which imports
+    numpy: a quarter of a second of a warm ``list``)."""
+    return Path(os.environ.get("SHIFTBENCH_CACHE_DIR", Path.home() / ".cache" / "shiftbench")) / "cli"
 
 
 def plugins_imported() -> bool:
@@ -168,7 +168,8 @@ def catalog() -> Catalog:
 def index_path() -> Path:
     """The index file of this interpreter and import path (one per context, so that two contexts, e.g. two
     working directories on ``sys.path``, do not rebuild each other's index in turn)."""
-    context = hashlib.blake2b(json.dumps([sys.executable, sys.path]).encode(), digest_size=8).hexdigest()
+    context = hashlib.blake2b(json.dumps([sys.executable, [os.path.abspath(p or ".") for p in sys.path]]).encode(),
+                              digest_size=8).hexdigest()
     return index_dir() / f"plugin-index-{context}.json"
 
 

@@ -179,3 +179,27 @@ def test_concurrent_writers_never_show_a_reader_part_of_a_file(tmp_path):
 def test_check_method_needs_a_name_or_list(capsys):
     assert main(["check-method"]) == 2
     assert "needs a method name" in capsys.readouterr().err
+
+
+def test_the_index_lives_in_the_cache_dir_of_shiftbench_cache(monkeypatch, tmp_path):
+    from shiftbench.cache import default_cache_dir
+
+    monkeypatch.delenv("SHIFTBENCH_CACHE_DIR", raising=False)
+    assert plugin_index.index_dir() == default_cache_dir() / "cli"
+    monkeypatch.setenv("SHIFTBENCH_CACHE_DIR", str(tmp_path))
+    assert plugin_index.index_dir() == default_cache_dir() / "cli" == tmp_path / "cli"
+
+
+def test_entry_point_plugins_packages_are_hashed_and_an_unlocatable_one_disables_the_index(monkeypatch, tmp_path):
+    import importlib.metadata
+    import types
+
+    located = types.ModuleType("h6_located")
+    located.__file__ = str(tmp_path / "h6_located" / "__init__.py")
+    monkeypatch.setitem(sys.modules, "h6_located", located)
+    monkeypatch.setitem(sys.modules, "h6_nowhere", types.ModuleType("h6_nowhere"))  # no __file__
+    points = {"shiftbench.methods": [importlib.metadata.EntryPoint("m", "h6_located.sub:M", "shiftbench.methods")]}
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points.get(group, []))
+    assert plugin_index.entry_point_roots() == [str(tmp_path / "h6_located")]
+    points["shiftbench.scorers"] = [importlib.metadata.EntryPoint("s", "h6_nowhere:S", "shiftbench.scorers")]
+    assert plugin_index.entry_point_roots() is None
