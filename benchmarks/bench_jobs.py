@@ -6,6 +6,11 @@ first value and the run's count line. The records are the same for every value (
 checks it field by field); this measures only how long they take.
 
     .venv/bin/python benchmarks/bench_jobs.py [--jobs 1 2] [hydra overrides ...]
+
+Measured once on the shared 2-core development machine (OMP_NUM_THREADS=1, load average 4-5 from other
+sessions, so both figures are contended and jobs=2 could not have two free cores): jobs=1 296.7 s,
+jobs=2 354.1 s (0.84x); forward-pass seconds summed over the workers went from 144 to 349, i.e. each
+worker ran ~2.4x slower than the lone process. Measure on a quiet machine before quoting a speed-up.
 """
 
 from __future__ import annotations

@@ -531,7 +531,10 @@ class WorkerPool:
             for worker in self.workers:
                 if worker.ready and worker.group is None and pending:
                     worker.group = pending.popleft()
-                    worker.conn.send((began, [(c.key, c) for c in worker.group]))
+                    try:
+                        worker.conn.send((began, [(c.key, c) for c in worker.group]))
+                    except OSError:
+                        pass  # it died: its sentinel is ready, and its group's cells are handled as lost
             ready = wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
             for worker in list(self.workers):
                 if worker.conn in ready or worker.process.sentinel in ready:
@@ -588,6 +591,10 @@ class WorkerPool:
             return held
         elif kind == "error":
             self._flush_output(worker)
+            if not worker.ready:
+                cause = message[2].strip().splitlines()[-1]
+                raise ShiftbenchError(f"a worker process could not start: {cause}; run with jobs=1 to compute in this "
+                                      "process")
             raise worker_error(message[1], message[2])
         return []
 
