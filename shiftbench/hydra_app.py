@@ -148,7 +148,7 @@ def results_folder(cfg: dict[str, Any]) -> Path:
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
-    """The run settings of a resolved config. ``jobs: null`` (the config's default) is the machine's cores; a
+    """The run settings of a resolved config. ``jobs: null`` is the machine's cores (the config's default is 1); a
     config without the key (one written by hand, as in a test) computes in this process."""
     jobs = cfg.get("jobs", 1)
     return RunSettings(store_dir=Path(cfg["store_dir"]), cache_dir=Path(cfg["cache_dir"]), device=str(cfg["device"]),

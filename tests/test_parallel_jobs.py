@@ -80,9 +80,10 @@ def test_plugins():
         yield
 
 
-def test_jobs_defaults_to_the_machine_cores_and_bad_values_are_one_line_errors(tmp_path):
+def test_jobs_defaults_to_one_null_is_the_machine_cores_and_bad_values_are_one_line_errors(tmp_path):
     cfg = compose([f"store_dir={tmp_path}/s", f"cache_dir={tmp_path}/c"])
-    assert cfg["jobs"] is None and settings_from(cfg).jobs == machine_cores()
+    assert cfg["jobs"] == 1 and settings_from(cfg).jobs == 1
+    assert settings_from({**cfg, "jobs": None}).jobs == machine_cores()
     assert settings_from(compose(["jobs=2", f"cache_dir={tmp_path}/c"])).jobs == 2
     assert settings_from({**cfg, "jobs": 1}).jobs == 1
     for bad in (0, -2, "two", True, 1.5):
