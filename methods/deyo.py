@@ -46,7 +46,6 @@ Deliberate deviations, each because the authors' choice is specific to their arc
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -56,6 +55,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Choice, Float, Int
 from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics
+from shiftbench.methods._online import OnlineLearner
 from shiftbench.methods.tent import softmax_entropy
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
@@ -104,7 +104,7 @@ def patch_shuffle(x: torch.Tensor, grid: int) -> torch.Tensor:
     return x
 
 
-class DeYO:
+class DeYO(OnlineLearner):
     """A model wrapped for DeYO: ``deyo(x)`` returns logits of image batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 0.00025, optimizer: str = "sgd",
@@ -115,36 +115,24 @@ class DeYO:
             "lr": lr, "optimizer": optimizer, "entropy_margin": entropy_margin, "weight_margin": weight_margin,
             "plpd_threshold": plpd_threshold, "patch_grid": patch_grid, "reweight_ent": reweight_ent,
             "reweight_plpd": reweight_plpd, "steps": steps, "episodic": episodic})
-        self.model = model
         self.entropy_margin, self.weight_margin = entropy_margin, weight_margin
         self.plpd_threshold, self.patch_grid = plpd_threshold, patch_grid
         self.reweight_ent, self.reweight_plpd = reweight_ent, reweight_plpd
-        self.steps, self.episodic = steps, episodic
         self.params = configure_norm_adaptation(model)
         self.has_batchnorm = bool(batchnorm_layers(model))
         self.lone_example_fails = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
-        self.optimizer = (torch.optim.SGD(self.params, lr=lr, momentum=0.9) if optimizer == "sgd"
-                          else torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999)))
-        self._saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        super().__init__(model, torch.optim.SGD(self.params, lr=lr, momentum=0.9) if optimizer == "sgd"
+                         else torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999)), steps, episodic)
         #: examples kept by the entropy filter and by both filters on the last step (diagnostics, tests)
         self.kept_entropy = self.kept_both = torch.zeros(0, dtype=torch.long)
 
-    def reset(self) -> None:
-        """Restore the model and optimizer to their state at construction."""
-        self.model.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
+        """Image batches only, of at least 2 examples when the network has BatchNorm layers."""
         if x.ndim != 4:
             raise ShiftbenchError("deyo shuffles image patches and needs image batches (n, c, h, w); "
                                   f"got shape {tuple(x.shape)}")
         if self.has_batchnorm:
             require_batch_statistics(x, "DeYO")
-        if self.episodic:
-            self.reset()
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
     def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
         """DeYO's weighted entropy of the examples of ``x`` that pass both filters (``None`` if none does);
@@ -170,16 +158,6 @@ class DeYO:
                       + float(self.reweight_plpd) * torch.exp(plpd))
             entropy = entropy * weight
         return entropy.mean(0)
-
-    @torch.enable_grad()
-    def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        loss = self.loss(x, logits)
-        if loss is not None:
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.zero_grad()
-        return logits.detach()
 
 
 class DeYOAdapter(ModelAdapter):

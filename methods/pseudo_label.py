@@ -32,6 +32,7 @@ from torch import nn
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Float, Int
 from shiftbench.methods._batchnorm import require_batch_statistics
+from shiftbench.methods._online import OnlineLearner
 from shiftbench.methods.tent import configure_for_tent
 
 LOG_EPS = 1e-10  # guard inside log(p), as in the authors' loss
@@ -49,31 +50,22 @@ def confident_pseudo_label_loss(logits: torch.Tensor, threshold: float) -> tuple
     return -torch.log(picked + LOG_EPS).mean(), keep
 
 
-class PseudoLabel:
+class PseudoLabel(OnlineLearner):
     """A model wrapped for pseudo-labelling: ``pl(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 0.01, threshold: float = 0.9, steps: int = 1):
         PseudoLabelAdapter.check_setting({"lr": lr, "threshold": threshold, "steps": steps})
-        self.model = model
-        self.threshold, self.steps = threshold, steps
+        self.threshold = threshold
         self.params = configure_for_tent(model)
-        self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=0.0)
+        super().__init__(model, torch.optim.SGD(self.params, lr=lr, momentum=0.0), steps)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
+        """Batches of at least 2 examples (BatchNorm normalises with the batch's statistics)."""
         require_batch_statistics(x, "pseudo_label")
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
-    @torch.enable_grad()
-    def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        loss, _ = confident_pseudo_label_loss(logits, self.threshold)
-        if loss is not None:
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.zero_grad()
-        return logits.detach()
+    def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        """Cross-entropy of the confident examples to their pseudo-labels (``None`` if none is confident)."""
+        return confident_pseudo_label_loss(logits, self.threshold)[0]
 
 
 class PseudoLabelAdapter(ModelAdapter):

@@ -25,14 +25,13 @@ lr = 1e-3 is the official backbone rate (0.1 x 1e-2) on the object benchmarks.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Float, Int
+from shiftbench.methods._online import OnlineLearner
 
 EPSILON = 1e-5  # inside the logarithms of both entropies, as in the official code
 
@@ -45,14 +44,13 @@ def information_maximisation_loss(logits: torch.Tensor, eps: float = EPSILON) ->
     return mean_entropy + (p_mean * torch.log(p_mean + eps)).sum()
 
 
-class ShotIM:
+class ShotIM(OnlineLearner):
     """A ``Sequential(backbone, head)`` network wrapped for SHOT-IM: ``shot(x)`` returns logits and adapts."""
 
     def __init__(self, network: nn.Sequential, lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-3,
                  steps: int = 1, episodic: bool = False):
         SHOTIM.check_setting({"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "steps": steps,
                               "episodic": episodic})
-        self.network, self.steps, self.episodic = network, steps, episodic
         backbone, head = network[0], network[1]
         head.requires_grad_(False)
         params = [p for p in backbone.parameters() if p.requires_grad]
@@ -60,32 +58,19 @@ class ShotIM:
             raise ShiftbenchError("shot_im trains the feature extractor, and this backbone has no parameters")
         backbone.train()
         head.eval()
-        self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
-        self._saved = (copy.deepcopy(network.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        super().__init__(network, torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                                  nesterov=True), steps, episodic)
 
-    def reset(self) -> None:
-        """Restore the network and the optimizer to their state at construction."""
-        self.network.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
+        """Batches of at least 2 examples (the diversity term needs a batch mean)."""
         if x.shape[0] < 2:
             raise ShiftbenchError(f"shot_im's diversity term (entropy of the batch's mean prediction) needs at least "
                                   f"2 examples per batch; got a batch of {x.shape[0]} (use a scenario with "
                                   f"batch_size >= 2)")
-        if self.episodic:
-            self.reset()
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
-    @torch.enable_grad()
-    def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.network(x)
-        information_maximisation_loss(logits).backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        return logits.detach()
+    def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """SHOT's information maximisation loss of the batch."""
+        return information_maximisation_loss(logits)
 
 
 class SHOTIM(ModelAdapter):

@@ -194,7 +194,7 @@ def test_episodic_restores_the_source_model_and_the_momentum_before_each_batch()
     out2 = shot(x2)
     fresh = ShotIM(reference_network(), lr=0.05)
     torch.testing.assert_close(out2, fresh(x2))
-    for a, b in zip(shot.network.state_dict().values(), fresh.network.state_dict().values()):
+    for a, b in zip(shot.model.state_dict().values(), fresh.model.state_dict().values()):
         torch.testing.assert_close(a, b)
 
 
