@@ -40,12 +40,14 @@ class FigureSpec:
 def single_corruption_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """The cells whose target is one corruption at one severity, with ``scenario.severity`` as a number.
 
-    Clean targets have no corruption; a continual stream over several corruptions (``"a+b+c"``) is no
-    point of a severity curve either."""
+    Clean targets have no corruption; a continual stream over several corruptions (``"a+b+c"``) or a
+    severity schedule (``"1+3+5"``) is no point of a severity curve either."""
     if frame.empty or "scenario.corruption" not in frame:
         return frame.iloc[0:0]
     corruption = frame["scenario.corruption"]
-    single = corruption.notna() & ~corruption.astype(str).str.contains("+", regex=False)
+    sequence = (corruption.astype(str).str.contains("+", regex=False)
+                | frame["scenario.severity"].astype(str).str.contains("+", regex=False))
+    single = corruption.notna() & ~sequence
     cells = frame[single].assign(**{"scenario.severity": pd.to_numeric(frame.loc[single, "scenario.severity"])})
     return cells.dropna(subset=["scenario.severity"])
 

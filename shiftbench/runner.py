@@ -230,7 +230,8 @@ def method_settings(methods: list[str], grid: dict[str, Any]) -> dict[str, list[
 
 
 def scenario_group(s: Scenario) -> str:
-    """Column a scenario is averaged into in leaderboards: corruptions together, label shifts by alpha."""
+    """Column a scenario is averaged into in leaderboards: corruptions together, label shifts by alpha,
+    stream kinds (orders, severity schedules, domain orders) apart."""
     if s.corruption is not None:
         base = f"{s.target}-c"
     else:
@@ -241,6 +242,10 @@ def scenario_group(s: Scenario) -> str:
         base += f"+longtail-{s.long_tail}{s.imbalance_ratio:g}"
     if s.order != "iid":
         base += f"+{s.order}"
+    if len(s.severities) > 1:
+        base += "+gradual"
+    if s.domain_order != "sequence":
+        base += f"+domains-{s.domain_order}"
     return base
 
 

@@ -3,8 +3,9 @@
 A :class:`Scenario` names a target split of a dataset, optionally corrupted (a domain is a
 corruption name x severity) and/or label-shifted (target class prior drawn from a Dirichlet),
 and how it is streamed: batch size and order (``iid``; ``class_sorted``; ``dirichlet``, the
-LAME paper's non-i.i.d. label mixture). Scenario specs in configs may hold lists, which expand
-to the cross product (:func:`expand_scenarios`).
+LAME paper's non-i.i.d. label mixture; ``given``, the split's own stored order, as the Tent
+authors stream each file). Scenario specs in configs may hold lists, which expand to the cross
+product (:func:`expand_scenarios`).
 
 Long-tailed targets (``long_tail``: ``forward`` / ``uniform`` / ``backward``, with
 ``imbalance_ratio``) resample the target to an exponential class profile, as in long-tailed
@@ -14,6 +15,16 @@ sequence ``"gaussian_noise+shot_noise+..."``; the stream visits the domains in t
 one the whole target split, batches never straddle two domains) and a model adapter is not
 reset between them. Episodic adaptation is one scenario per domain (or a method's own per-batch
 reset, e.g. Tent's ``episodic``).
+
+Gradual shifts: ``severity`` may name a schedule ``"1+2+3+4+5+4+3+2+1"``; each corruption of the
+sequence is visited at each severity of the schedule in turn (the gradual setting of
+mariodoebler/test-time-adaptation). How the domains of a sequence arrive is ``domain_order``:
+``sequence`` (the default: one after another, as above), ``mixed`` (all domains pooled, then
+ordered by ``order``: consecutive examples likely come from different domains, and with
+``order: class_sorted`` or ``dirichlet`` the pooled stream is also label-correlated), or
+``dirichlet`` (each domain ordered by ``order`` on its own, then each batch's mix of domains
+drawn from Dirichlet(``domain_alpha``): small values give long runs of one domain in a random
+order of visits, large ones a mixed stream).
 
 Calendar chunks (``chunk_by``: a metadata column methods may see, e.g. NYC flights' ``month``):
 the stream is one chunk per value of that column, in sorted order, each chunk ordered within by
@@ -38,11 +49,13 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.chunks import chunk_by_period
 from shiftbench.seeding import generator
 
-ORDERS = ("iid", "class_sorted", "dirichlet")
+ORDERS = ("iid", "class_sorted", "dirichlet", "given")
 LONG_TAILS = ("forward", "uniform", "backward")
+DOMAIN_ORDERS = ("sequence", "mixed", "dirichlet")
 #: fields added after the first release: left out of ``as_dict`` at their defaults, so that
 #: existing scenarios (and the cell keys hashed from them) are unchanged
-_LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0, "chunk_by": None}
+_LATER_FIELDS = {"long_tail": None, "imbalance_ratio": 100.0, "chunk_by": None, "domain_order": "sequence",
+                 "domain_alpha": 0.1}
 #: a stream's batch size unless a scenario sets one; a ``chunk_by`` scenario keeps it (any other is rejected)
 DEFAULT_BATCH_SIZE = 64
 
@@ -72,7 +85,7 @@ class Scenario:
 
     target: str = "test"
     corruption: str | None = None
-    severity: int | None = None
+    severity: int | str | None = None
     label_shift: float | None = None
     order: str = "iid"
     order_alpha: float = 0.1
@@ -80,6 +93,8 @@ class Scenario:
     long_tail: str | None = None
     imbalance_ratio: float = 100.0
     chunk_by: str | None = None
+    domain_order: str = "sequence"
+    domain_alpha: float = 0.1
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
@@ -96,6 +111,28 @@ class Scenario:
             raise ShiftbenchError(f"batch_size must be >= 1; got {self.batch_size}")
         if self.chunk_by is not None:
             self._check_chunking()
+        if self.severity is not None:
+            self._check_severities()
+        self._check_domain_order()
+
+    def _check_severities(self) -> None:
+        tokens = str(self.severity).split("+")
+        if not all(t.strip().isdigit() and 1 <= int(t) <= 5 for t in tokens):
+            raise ShiftbenchError(f"severity {self.severity!r} is not a level 1..5 or a schedule of them joined by '+' "
+                                  "(e.g. severity: 3, or severity: '1+2+3+4+5+4+3+2+1' for a gradual shift)")
+
+    def _check_domain_order(self) -> None:
+        if self.domain_order not in DOMAIN_ORDERS:
+            raise ShiftbenchError(f"unknown domain_order {self.domain_order!r}; valid values: {', '.join(DOMAIN_ORDERS)}")
+        if self.domain_alpha <= 0:
+            raise ShiftbenchError(f"domain_alpha must be > 0 (the Dirichlet concentration); got {self.domain_alpha}")
+        if self.domain_order != "sequence" and len(self.domains) < 2:
+            raise ShiftbenchError(f"domain_order={self.domain_order!r} orders several domains, but scenario "
+                                  f"{self.name} has one; name a corruption sequence ('gaussian_noise+fog') or a "
+                                  "severity schedule ('1+3+5')")
+        if self.domain_order == "dirichlet" and self.chunk_by is not None:
+            raise ShiftbenchError(f"domain_order=dirichlet draws each batch's domains, which does not apply with "
+                                  f"chunk_by={self.chunk_by!r}; use domain_order=sequence or mixed")
 
     def _check_chunking(self) -> None:
         if self.chunk_by in LABEL_COLUMNS:
@@ -124,13 +161,30 @@ class Scenario:
             parts.append(f"lt-{self.long_tail}{self.imbalance_ratio:g}")
         if self.order != "iid":
             parts.append(self.order if self.order != "dirichlet" else f"dirichlet{self.order_alpha:g}")
+        if self.domain_order != "sequence":
+            parts.append("domains-" + (self.domain_order if self.domain_order == "mixed"
+                                       else f"dirichlet{self.domain_alpha:g}"))
         parts.append(f"by-{self.chunk_by}" if self.chunk_by is not None else f"bs{self.batch_size}")
         return ":".join(parts)
 
     @property
     def corruptions(self) -> list[str]:
-        """The corruption domains the stream visits, in order (empty for clean data)."""
+        """The corruptions of the stream, in order (empty for clean data)."""
         return self.corruption.split("+") if self.corruption else []
+
+    @property
+    def severities(self) -> list[int]:
+        """The severity schedule each corruption is visited at, in order (empty for clean data)."""
+        return [int(t) for t in str(self.severity).split("+")] if self.severity is not None else []
+
+    @property
+    def domains(self) -> list[tuple[str, int]]:
+        """The (corruption, severity) domains the stream visits, in order: each corruption at each severity
+        of the schedule in turn (empty for clean data)."""
+        return [(c, s) for c in self.corruptions for s in self.severities]
+
+    def _domain_label(self, corruption: str, severity: int) -> str:
+        return corruption if len(self.severities) == 1 else f"{corruption}/{severity}"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -146,7 +200,7 @@ class Scenario:
         from shiftbench.corruptions.splits import corrupted_split  # torch, OpenCV and numba: only when corrupting
 
         base = dataset.split(self.target)
-        domains = [corrupted_split(base, c, self.severity, cache) for c in self.corruptions] or [base]
+        domains = [corrupted_split(base, c, s, cache) for c, s in self.domains] or [base]
         if self.label_shift is not None:
             idx = label_shift_indices(base.y, dataset.n_classes, self.label_shift, seed)
             domains = [d.subset(idx, tag=f"labelshift{self.label_shift}-{seed}") for d in domains]
@@ -158,20 +212,29 @@ class Scenario:
     def batches(self, y: np.ndarray, seed: int, visible: pd.DataFrame | None = None) -> Batches:
         """Index batches in arrival order; ``y`` is used only to build non-i.i.d. orders.
 
-        With a domain sequence, ``y`` holds equal consecutive blocks, one per domain, each
-        ordered on its own and visited in turn. With ``chunk_by``, ``visible`` is the label-free
+        With several domains, ``y`` holds equal consecutive blocks, one per domain (:attr:`domains`),
+        which arrive as ``domain_order`` says. With ``chunk_by``, ``visible`` is the label-free
         metadata of the split (``Dataset.label_free(split).metadata``), whose ``chunk_by`` column
         cuts each block into one chunk per value, in sorted order."""
         rng = generator(seed, "stream")
-        n_domains = max(1, len(self.corruptions))
+        n_domains = max(1, len(self.domains))
         if len(y) % n_domains:
             raise ShiftbenchError(f"a stream over {n_domains} domains needs equal blocks; got {len(y)} labels")
         block = len(y) // n_domains
         values = self._chunk_values(visible, len(y))
+        if self.domain_order == "mixed":
+            return self._stream([("", np.arange(len(y)))], y, values, rng)
+        if self.domain_order == "dirichlet":
+            return self._domain_dirichlet_stream(y, block, rng)
+        labels = [self._domain_label(c, s) + "/" for c, s in self.domains] if n_domains > 1 else [""]
+        return self._stream([(labels[d], np.arange(start, start + block))
+                             for d, start in enumerate(range(0, len(y), max(block, 1)))], y, values, rng)
+
+    def _stream(self, blocks: list[tuple[str, np.ndarray]], y: np.ndarray, values: np.ndarray | None,
+                rng: np.random.Generator) -> Batches:
+        """Batches of ``blocks`` (label prefix, rows) visited in turn, each cut into chunks and ordered."""
         out = Batches()
-        for d, start in enumerate(range(0, len(y), max(block, 1))):
-            prefix = f"{self.corruptions[d]}/" if n_domains > 1 else ""
-            rows = np.arange(start, start + block)
+        for prefix, rows in blocks:
             for label, part in self._chunks(rows, values):
                 order = part[self._order(y[part], rng)]
                 if self.chunk_by is not None:
@@ -179,6 +242,17 @@ class Scenario:
                     continue
                 for i in range(0, len(order), self.batch_size):
                     out.add(order[i:i + self.batch_size], f"{prefix}{i // self.batch_size}")
+        return out
+
+    def _domain_dirichlet_stream(self, y: np.ndarray, block: int, rng: np.random.Generator) -> Batches:
+        """Each domain's block ordered by ``order`` on its own, then interleaved: every batch's mix of the
+        domains that still hold examples is drawn from Dirichlet(``domain_alpha``)."""
+        queues = {d: list(start + self._order(y[start:start + block], rng))
+                  for d, start in enumerate(range(0, len(y), block))}
+        order = np.asarray(dirichlet_interleave(queues, self.domain_alpha, self.batch_size, rng), dtype=np.int64)
+        out = Batches()
+        for i in range(0, len(order), self.batch_size):
+            out.add(order[i:i + self.batch_size], str(i // self.batch_size))
         return out
 
     def _chunk_values(self, visible: pd.DataFrame | None, n: int) -> np.ndarray | None:
@@ -202,6 +276,8 @@ class Scenario:
         return [(key, rows[members]) for key, members in zip(chunks.keys, chunks.members())]
 
     def _order(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.order == "given":
+            return np.arange(len(y))
         if self.order == "iid":
             return rng.permutation(len(y))
         if self.order == "class_sorted":
@@ -251,17 +327,25 @@ def dirichlet_order(y: np.ndarray, alpha: float, batch_size: int, rng: np.random
     """Non-i.i.d. order of the LAME paper: each batch's class mix is drawn from Dirichlet(alpha),
     until every example has been used once (small alpha -> few classes per batch)."""
     pools = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)}
+    return np.asarray(dirichlet_interleave(pools, alpha, batch_size, rng), dtype=np.int64)
+
+
+def dirichlet_interleave(pools: dict[Any, list[int]], alpha: float, batch_size: int,
+                         rng: np.random.Generator) -> list[int]:
+    """Merge the queues ``pools`` (group -> items, taken from the front): each draw of ``batch_size`` items
+    splits them among the groups still holding items by a Dirichlet(alpha) mix, until all are used.
+    ``pools`` is consumed."""
     order: list[int] = []
     while pools:
-        classes = list(pools)
-        mix = rng.dirichlet(np.full(len(classes), alpha))
+        groups = list(pools)
+        mix = rng.dirichlet(np.full(len(groups), alpha))
         counts = rng.multinomial(batch_size, mix)
-        for c, k in zip(classes, counts):
-            take, pools[c] = pools[c][:k], pools[c][k:]
+        for g, k in zip(groups, counts):
+            take, pools[g] = pools[g][:k], pools[g][k:]
             order.extend(take)
-            if not pools[c]:
-                del pools[c]
-    return np.asarray(order, dtype=np.int64)
+            if not pools[g]:
+                del pools[g]
+    return order
 
 
 def expand_scenarios(specs: Iterable[dict[str, Any]], defaults: dict[str, Any] | None = None) -> list[Scenario]:
