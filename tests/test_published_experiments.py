@@ -17,8 +17,11 @@ SEEDS = 3
 LAME_SETTINGS = 2 * 3 + 1
 #: experiment -> (scenarios per dataset block x blocks, settings per method)
 EXPERIMENTS = {
-    # 4 corruptions x 2 orders, plus the continual stream over the 4; tent's lr grid at one step
-    "tta_digits": (4 * 2 + 1, {"source_only": 1, "bn_adapt": 1, "tent": 3, "lame": LAME_SETTINGS}),
+    # 4 corruptions x 2 orders, plus the continual and the mixed stream over the 4; every method's own grid
+    # (tent at one step), MEMO at one setting
+    "tta_digits": (4 * 2 + 2, {"source_only": 1, "bn_adapt": 1, "tent": 3, "lame": LAME_SETTINGS, "eta": 6,
+                               "eata": 6, "sar": 3, "cotta": 6, "rotta": 6, "note": 4, "t3a": 6, "shot_im": 3,
+                               "deyo": 6, "pseudo_label": 6, "memo": 1}),
     # clean and gaussian_noise targets x forward / uniform / backward long tails; the adapter on 3 bases
     "tta_longtail": (2 * 3, {"source_only": 1, "bn_adapt": 1, "tent": 1, "label_shift_adapter": 3}),
     # 7 covariate-shift datasets, one target each; DW-GCS with its two losses
