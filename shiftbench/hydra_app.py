@@ -173,7 +173,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, int] | None:
     pending = runner.pending(cells)
     if cfg.get("dry_run"):
         print(f"{len(cells)} cells, {len(cells) - len(pending)} cached, {len(pending)} to compute")
-        print(describe_estimate(runner.store, pending, cfg["cache_dir"]))
+        print(describe_estimate(runner.store, pending, cfg["cache_dir"], runner.settings.jobs))
         for cell in pending:
             print(f"  {cell.key}  {cell.dataset} {cell.scenario.name} {cell.model} {cell.method} {cell.hparams} seed={cell.seed}")
         return None

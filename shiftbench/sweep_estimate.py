@@ -85,27 +85,47 @@ def record_model_cost(cache_dir: Path | str, model: str, seconds: float) -> None
             pass  # an estimate aid: a read-only cache must not fail the run
 
 
-def estimate_seconds(store: RecordStore, cells: Iterable, cache_dir: Path | str | None = None) -> tuple[float, int]:
-    """Estimated seconds for ``cells`` and how many of them had no timing to go by."""
+def group_seconds(store: RecordStore, cells: Iterable, cache_dir: Path | str | None = None) -> tuple[list[float], int]:
+    """Estimated seconds of each (dataset, options, model, seed) group of ``cells`` (its cells and, when no
+    store has run the group, its model build), and how many cells had no timing to go by."""
     stores = [store, *(s for s in (stores_under(cache_dir) if cache_dir is not None else []) if s.root != store.root)]
     costs = Costs(stores, cache_dir)
-    total, unknown, groups = 0.0, 0, set()
+    unknown, groups = 0, defaultdict(float)
     for c in cells:
         t = costs.cell(c.dataset, c.method)
         if t is None:
             unknown += 1
             t = DEFAULT_CELL_SECONDS
-        total += t
-        groups.add((c.dataset, c.dataset_options, c.model, c.seed))
-    for _, _, model, _ in groups - costs.groups:
-        total += costs.models.get(model, DEFAULT_MODEL_SECONDS)
-    return total, unknown
+        groups[(c.dataset, c.dataset_options, c.model, c.seed)] += t
+    for group in set(groups) - costs.groups:
+        groups[group] += costs.models.get(group[2], DEFAULT_MODEL_SECONDS)
+    return list(groups.values()), unknown
 
 
-def describe_estimate(store: RecordStore, cells: list, cache_dir: Path | str | None = None) -> str:
-    """One line for the dry run: estimated time and what it is based on."""
-    total, unknown = estimate_seconds(store, cells, cache_dir)
+def estimate_seconds(store: RecordStore, cells: Iterable, cache_dir: Path | str | None = None) -> tuple[float, int]:
+    """Estimated seconds for ``cells`` on one worker and how many of them had no timing to go by."""
+    groups, unknown = group_seconds(store, cells, cache_dir)
+    return float(sum(groups)), unknown
+
+
+def makespan(group_seconds: list[float], jobs: int) -> float:
+    """Wall time of ``jobs`` workers that each take the next group in ``group_seconds``' order when free (the
+    runner hands out whole groups, in the order of the experiment's cells), on a machine with a core per worker."""
+    workers = [0.0] * max(1, jobs)
+    for t in group_seconds:
+        workers[workers.index(min(workers))] += t
+    return max(workers)
+
+
+def describe_estimate(store: RecordStore, cells: list, cache_dir: Path | str | None = None, jobs: int = 1) -> str:
+    """One line for the dry run: estimated time (with ``jobs`` workers) and what it is based on."""
+    groups, unknown = group_seconds(store, cells, cache_dir)
+    total = float(sum(groups))
     basis = "from measured seconds per cell of each method in the stores and measured model builds"
     if unknown:
         basis += f"; {unknown} cells of methods measured nowhere counted at {DEFAULT_CELL_SECONDS:g} s each"
+    if jobs > 1:
+        wall = makespan(groups, jobs)
+        return (f"estimated time: {wall:.0f} s ({wall / 60:.1f} min) with {jobs} workers, {total:.0f} s on one "
+                f"({len(groups)} model groups shared out whole), {basis}")
     return f"estimated time: {total:.0f} s ({total / 60:.1f} min) on one worker, {basis}"

@@ -135,3 +135,27 @@ def test_the_estimate_uses_timings_of_every_store_and_measured_model_builds(tmp_
     built = {(c.dataset, c.model, c.seed) for c in cells[:2]}
     unbuilt = len({(c.dataset, c.model, c.seed) for c in cells} - built)
     assert unknown == 0 and total == pytest.approx(2.0 * len(cells) + 5.0 * unbuilt)
+
+
+def test_the_estimate_with_workers_shares_whole_model_groups_out():
+    from shiftbench.sweep_estimate import makespan
+
+    assert makespan([5.0, 4.0, 3.0, 3.0, 3.0], 1) == 18.0
+    # in order, each to the worker free first (the runner's queue): {5, 3}, {4, 3, 3}
+    assert makespan([5.0, 4.0, 3.0, 3.0, 3.0], 2) == 10.0
+    assert makespan([10.0, 1.0], 4) == 10.0  # a group is never split between workers
+    assert makespan([], 2) == 0.0
+
+
+def test_the_dry_run_estimate_names_the_workers(tmp_path, cache_dir, capsys):
+    from shiftbench.sweep_estimate import group_seconds, makespan
+
+    cfg = config(tmp_path, cache_dir, "dry", ["source_only", "bn_adapt"], "dry-results")
+    cells = expand_cells(cfg)
+    run_experiment({**cfg, "dry_run": True, "jobs": 2})
+    out = capsys.readouterr().out
+    groups, _ = group_seconds(RecordStore(cfg["store_dir"]), cells, cfg["cache_dir"])
+    assert len(groups) > 1
+    wall = makespan(groups, 2)
+    assert wall < sum(groups)
+    assert f"estimated time: {wall:.0f} s ({wall / 60:.1f} min) with 2 workers, {sum(groups):.0f} s on one" in out
