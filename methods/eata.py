@@ -42,7 +42,6 @@ Deliberate deviations, each small:
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -53,6 +52,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Float, Int
 from shiftbench.methods._batchnorm import require_batch_statistics
+from shiftbench.methods._online import OnlineLearner
 from shiftbench.methods.tent import configure_for_tent, softmax_entropy
 
 PROBS_MOMENTUM = 0.9  # moving average of the kept samples' probabilities (Eq. 4), fixed in the paper
@@ -86,18 +86,16 @@ def fisher_diagonal(model: nn.Module, params: list[nn.Parameter], batches: list[
     return [acc / len(batches) for acc in total]
 
 
-class EATA:
+class EATA(OnlineLearner):
     """A model wrapped for EATA (ETA without ``fisher``): ``eata(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 0.005, steps: int = 1, episodic: bool = False,
                  e0_ratio: float = 0.4, d_margin: float = 0.4):
         ETAAdapter.check_setting({"lr": lr, "steps": steps, "episodic": episodic, "e0_ratio": e0_ratio,
                                   "d_margin": d_margin})
-        self.model = model
-        self.steps, self.episodic, self.e0_ratio, self.d_margin = steps, episodic, e0_ratio, d_margin
+        self.e0_ratio, self.d_margin = e0_ratio, d_margin
         self.params = configure_for_tent(model)
-        self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=0.9)
-        self._saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        super().__init__(model, torch.optim.SGD(self.params, lr=lr, momentum=0.9), steps, episodic)
         self.average: torch.Tensor | None = None  # m, the moving average of kept probabilities
         self.fisher: list[torch.Tensor] | None = None
         self.anchors: list[torch.Tensor] = []
@@ -116,17 +114,11 @@ class EATA:
 
     def reset(self) -> None:
         """Restore the model, the optimizer and the probability average to their state at construction."""
-        self.model.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
+        super().reset()
         self.average = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
         require_batch_statistics(x, "EATA")
-        if self.episodic:
-            self.reset()
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
     def penalty(self) -> torch.Tensor:
         """The Fisher regulariser at the current parameters (0 without a Fisher diagonal)."""
@@ -135,9 +127,9 @@ class EATA:
         terms = zip(self.fisher, self.params, self.anchors)
         return self.fisher_alpha * sum((f * (p - a) ** 2).sum() for f, p, a in terms)
 
-    @torch.enable_grad()
-    def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+    def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        """Confidence-weighted entropy of the reliable, non-redundant samples plus the Fisher penalty (``None``
+        when no sample is kept); updates the masks and the probability average."""
         entropy = softmax_entropy(logits)
         e0 = entropy_margin(logits.shape[1], self.e0_ratio)
         probs = logits.softmax(1).detach()
@@ -147,13 +139,10 @@ class EATA:
             cosine = nn.functional.cosine_similarity(self.average[None], probs, dim=1)
             self.kept &= cosine.abs() < self.d_margin
         self.average = moving_average(self.average, probs[self.kept])
-        if self.kept.any():
-            kept = entropy[self.kept]
-            loss = (kept * torch.exp(e0 - kept.detach())).mean() + self.penalty()
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.zero_grad()
-        return logits.detach()
+        if not self.kept.any():
+            return None
+        kept = entropy[self.kept]
+        return (kept * torch.exp(e0 - kept.detach())).mean() + self.penalty()
 
 
 class ETAAdapter(ModelAdapter):

@@ -17,8 +17,6 @@ their normalisation layers.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -26,6 +24,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Float, Int
 from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics
+from shiftbench.methods._online import OnlineLearner
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -49,37 +48,21 @@ def configure_for_tent(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-class Tent:
+class Tent(OnlineLearner):
     """A model wrapped for Tent: ``tent(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, steps: int = 1, episodic: bool = False):
         TentAdapter.check_setting({"lr": lr, "steps": steps, "episodic": episodic})
-        self.model = model
-        self.lr, self.steps, self.episodic = lr, steps, episodic
+        self.lr = lr
         self.params = configure_for_tent(model)
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-        self._saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        super().__init__(model, torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0),
+                         steps, episodic)
 
-    def reset(self) -> None:
-        """Restore the model and optimizer to their state at construction."""
-        self.model.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
         require_batch_statistics(x, "Tent")
-        if self.episodic:
-            self.reset()
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
-    @torch.enable_grad()
-    def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        softmax_entropy(logits).mean(0).backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        return logits.detach()
+    def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return softmax_entropy(logits).mean(0)
 
 
 class TentAdapter(ModelAdapter):
