@@ -2,9 +2,11 @@
 and by ``tests/test_contract.py`` over every registered method.
 
 The behavioural checks run the plugin through the one lifecycle (:meth:`Method.run`: ``prepare``,
-then ``process`` on each batch, checked and collected by the family) on a tiny synthetic task (3
-classes, 6-D Gaussian blobs, a small MLP with BatchNorm trained in a fraction of a second) exactly as
-the runner would:
+then ``process`` on each batch, checked and collected by the family) on a tiny synthetic task exactly
+as the runner would: 3 classes of 6-D Gaussian blobs and a small MLP with BatchNorm, or, for a plugin
+that is not applicable to that (its ``not_applicable`` says why: test-time methods that augment
+images or shuffle patches), 3 classes of 16x16 RGB 8-bit images and a small CNN with BatchNorm. Each
+is trained in a fraction of a second. A plugin applicable to neither skips them, saying why.
 
 - ``interface``: subclass of a family, a ``name``, the family's hooks implemented, no ``__init__`` of
   its own (the declaration builds it) and no override of ``run`` (the lifecycle is the family's);
@@ -18,7 +20,9 @@ the runner would:
 - ``batch_size_1``: a stream of single-example batches gives finite outputs of the right shape, or
   an explicit :class:`ShiftbenchError` saying why the method cannot (not a crash deep inside);
 - ``nan_inputs``: target data containing NaN raises a clear error (one that says NaN / non-finite)
-  rather than a crash deep inside or silent NaN results;
+  rather than a crash deep inside or silent NaN results (8-bit images cannot hold NaN, so the image
+  task's are float32 pixel values; a plugin that refuses float32 images even without NaN, in a
+  ShiftbenchError, cannot be handed NaN and skips the check, saying so);
 - ``config_roundtrip``: every grid point survives JSON and OmegaConf (the Hydra config) unchanged
   and rebuilds an instance with the same ``get_params()``.
 """
@@ -48,12 +52,14 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import DomainAdapter, Method, ModelAdapter, OutputAdapter, PerformanceEstimator, Task
 from shiftbench.grids import grid_points, sub_grids
 from shiftbench.hyperparameters import Hyperparameter
-from shiftbench.model import SourceModel, state_fingerprint
+from shiftbench.model import SourceModel, image_preprocess, state_fingerprint
 from shiftbench.seeding import seed_globals
 
 FAMILIES: dict[str, type] = {"output": OutputAdapter, "tta": ModelAdapter, "domain": DomainAdapter,
                              "estimator": PerformanceEstimator}
 N_CLASSES, N_FEATURES = 3, 6
+#: side of the image task's square RGB images
+IMAGE_SIZE = 16
 #: examples streamed one at a time by the batch-size-1 check
 N_SINGLE = 24
 #: hooks of the API before the one lifecycle, and what replaces each (named when a plugin still has them)
@@ -69,6 +75,10 @@ class ContractError(ShiftbenchError, AssertionError):
     """A plugin broke the contract; the message says which rule and how."""
 
 
+class NotApplicable(Exception):
+    """A check cannot run on a plugin (e.g. it applies to none of the contract's tasks); the message says why."""
+
+
 @dataclass
 class CheckResult:
     """Outcome of one contract check on one plugin: ``status`` is passed, failed or skipped."""
@@ -82,15 +92,35 @@ class CheckResult:
 
 
 class ContractDataset(Dataset):
-    """3 Gaussian blobs in 6-D; the target split is shifted (scaled and translated)."""
+    """3 Gaussian blobs in 6-D; the target split is shifted (scaled and translated). Variants of the target:
+    its labels permuted, its inputs as float32 with NaN in every seventh example, or as float32 alone."""
 
     name = "contract-synthetic"
     input_kind = "tabular"
     visible_metadata = ("domain",)
+    #: where in an example of every seventh target row the NaN variant puts its NaN
+    nan_position: tuple[int, ...] = (1,)
 
-    def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False):
+    def __init__(self, target_label_permutation_seed: int | None = None, nan_target: bool = False,
+                 float_target: bool = False):
         super().__init__()
-        rng = np.random.default_rng(0)
+        self.n_classes = N_CLASSES
+        for name, (x, y) in self.examples(np.random.default_rng(0)).items():
+            self.splits[name] = Split(name, y, pd.DataFrame({"domain": [name] * len(y)}), x=x)
+        test = self.splits["test"]
+        if target_label_permutation_seed is not None:
+            y = np.random.default_rng(target_label_permutation_seed).permutation(test.y)
+            self.splits["test"] = Split("test", y, test.metadata, x=test.x)
+        if nan_target or float_target:
+            x = test.x.astype(np.float32)
+            if nan_target:
+                x[(slice(None, None, 7), *self.nan_position)] = np.nan
+            self.splits["test"] = Split("test", test.y, test.metadata, x=x,
+                                        fingerprint=test.fingerprint + ("-nan" if nan_target else "-float32"))
+
+    @staticmethod
+    def examples(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The ``train``, ``id_val`` and ``test`` inputs and labels, drawn from ``rng``."""
         centres = rng.normal(0, 2.0, size=(N_CLASSES, N_FEATURES))
 
         def blobs(n: int, shift: float = 0.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -98,18 +128,37 @@ class ContractDataset(Dataset):
             x = (centres[y] + rng.normal(0, 1.0, size=(n, N_FEATURES))) * scale + shift
             return x.astype(np.float32), y
 
-        self.n_classes = N_CLASSES
-        for name, n, shift, scale in (("train", 150, 0.0, 1.0), ("id_val", 60, 0.0, 1.0), ("test", 60, 0.7, 1.3)):
-            x, y = blobs(n, shift, scale)
-            self.splits[name] = Split(name, y, pd.DataFrame({"domain": [name] * n}), x=x)
-        test = self.splits["test"]
-        if target_label_permutation_seed is not None:
-            y = np.random.default_rng(target_label_permutation_seed).permutation(test.y)
-            self.splits["test"] = Split("test", y, test.metadata, x=test.x)
-        if nan_target:
-            x = test.x.copy()
-            x[::7, 1] = np.nan
-            self.splits["test"] = Split("test", test.y, test.metadata, x=x, fingerprint=test.fingerprint + "-nan")
+        return {name: blobs(n, shift, scale)
+                for name, n, shift, scale in (("train", 150, 0.0, 1.0), ("id_val", 60, 0.0, 1.0), ("test", 60, 0.7, 1.3))}
+
+
+class ContractImageDataset(ContractDataset):
+    """3 classes of 16x16 RGB uint8 images (horizontal stripes, vertical stripes, a checkerboard, each with
+    its own tint) plus noise; the target split has lower contrast, a brighter background and more noise."""
+
+    name = "contract-images"
+    input_kind = "image"
+    nan_position = (2, 3, 1)  # row, column, channel
+
+    @staticmethod
+    def examples(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        rows, cols = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
+        patterns = np.stack([(rows // 2) % 2, (cols // 2) % 2, (rows // 4 + cols // 4) % 2]).astype(np.float64)
+        tints = np.array([[1.0, 0.6, 0.6], [0.6, 1.0, 0.6], [0.6, 0.6, 1.0]])
+
+        def images(n: int, contrast: float, background: float, noise: float) -> tuple[np.ndarray, np.ndarray]:
+            y = np.arange(n) % N_CLASSES
+            pixels = background + contrast * patterns[y][..., None] * tints[y][:, None, None, :]
+            pixels += rng.normal(0, noise, size=pixels.shape)
+            return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8), y
+
+        return {name: images(n, *look) for name, n, look in (("train", 150, (0.7, 0.15, 0.08)),
+                                                             ("id_val", 60, (0.7, 0.15, 0.08)),
+                                                             ("test", 24, (0.25, 0.45, 0.25)))}
+
+
+#: the contract's datasets, in the order a plugin is tried on them
+CONTRACT_DATASETS: tuple[type[ContractDataset], ...] = (ContractDataset, ContractImageDataset)
 
 
 class ContractModel(SourceModel):
@@ -119,12 +168,29 @@ class ContractModel(SourceModel):
         return self.forward_arrays(np.asarray(split.inputs()), batch_size)
 
 
-@lru_cache(maxsize=1)
-def _trained_weights() -> dict[str, torch.Tensor]:
-    data = ContractDataset()
+def _network(input_kind: str) -> nn.Sequential:
+    """The untrained source network (backbone, head) for the contract task of ``input_kind``."""
+    if input_kind == "image":
+        backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten())
+        return nn.Sequential(backbone, nn.Linear(32, N_CLASSES))
+    return nn.Sequential(nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, N_CLASSES))
+
+
+def _preprocess(input_kind: str) -> Callable[[Any], torch.Tensor]:
+    """Raw inputs of the contract task of ``input_kind`` -> network inputs."""
+    if input_kind == "image":
+        return image_preprocess(IMAGE_SIZE, 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    return lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+@lru_cache(maxsize=len(CONTRACT_DATASETS))
+def _trained_weights(input_kind: str) -> dict[str, torch.Tensor]:
+    data = next(d for d in CONTRACT_DATASETS if d.input_kind == input_kind)()
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, N_CLASSES))
-    x = torch.as_tensor(data.splits["train"].x)
+    net = _network(input_kind)
+    x = _preprocess(input_kind)(data.splits["train"].x)
     y = torch.as_tensor(data.splits["train"].y)
     optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
     for _ in range(60):
@@ -134,23 +200,25 @@ def _trained_weights() -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def contract_model() -> ContractModel:
-    """A fresh copy of the small trained MLP (backbone Linear-BN-ReLU, linear head)."""
-    net = nn.Sequential(nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, N_CLASSES))
-    net.load_state_dict(_trained_weights())
-    return ContractModel("contract_mlp", net[0], net[1], lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32),
-                         state_fingerprint(net))
+def contract_model(input_kind: str = "tabular") -> ContractModel:
+    """A fresh copy of the small trained network of the contract task of ``input_kind``: for ``tabular`` an
+    MLP (backbone Linear-BN-ReLU, linear head), for ``image`` a CNN (two Conv-BN-ReLU blocks, linear head)."""
+    net = _network(input_kind)
+    net.load_state_dict(_trained_weights(input_kind))
+    return ContractModel(f"contract_{'cnn' if input_kind == 'image' else 'mlp'}", net[0], net[1],
+                         _preprocess(input_kind), state_fingerprint(net))
 
 
 def contract_task(dataset: ContractDataset, cache_dir: Path, batch_size: int = 20, n_target: int | None = None,
                   seed: int = 0) -> tuple[Task, ContractModel]:
-    """The label-free task a method receives for the dataset's ``test`` split, as the runner builds it."""
+    """The label-free task a method receives for the dataset's ``test`` split, as the runner builds it, with
+    the contract's model for the dataset's kind of inputs."""
     split = dataset.splits["test"]
     if n_target is not None:
         split = split.subset(np.arange(n_target), tag=f"first{n_target}")
     order = np.random.default_rng(seed).permutation(len(split))
     batches = [order[i:i + batch_size] for i in range(0, len(split), batch_size)]
-    model = contract_model()
+    model = contract_model(dataset.input_kind)
     task = Task(dataset.n_classes, dataset.label_free(split), batches, seed, model, ArrayCache(cache_dir),
                 {k: dataset.splits[k] for k in ("train", "id_val")})
     return task, model
@@ -169,6 +237,20 @@ def run_method(cls: type, hparams: dict[str, Any], task: Task) -> Any:
 def first_point(cls: type) -> dict[str, Any]:
     """The first setting of the plugin's grid, the one the behavioural checks run."""
     return grid_points(cls)[0]
+
+
+def contract_dataset_for(cls: type) -> type[ContractDataset]:
+    """The first of the contract's datasets that the plugin (at its first grid point) is applicable to; a
+    :class:`NotApplicable` giving its reason for each when it is applicable to none."""
+    method = cls(**first_point(cls))
+    reasons = []
+    for dataset in CONTRACT_DATASETS:
+        model = contract_model(dataset.input_kind)
+        reason = method.not_applicable(model, dataset().facts())
+        if not reason:
+            return dataset
+        reasons.append(f"{dataset.input_kind} task ({model.name}): {reason}")
+    raise NotApplicable(f"not applicable to any of the contract's tasks; {'; '.join(reasons)}")
 
 
 def check_interface(cls: type, cache_dir: Path) -> None:
@@ -243,7 +325,7 @@ def check_hyperparameters(cls: type, cache_dir: Path) -> None:
 
 def check_determinism(cls: type, cache_dir: Path) -> None:
     """Two fresh instances under the same seed give identical outputs."""
-    task, _ = contract_task(ContractDataset(), cache_dir)
+    task, _ = contract_task(contract_dataset_for(cls)(), cache_dir)
     first, second = (run_method(cls, first_point(cls), task) for _ in range(2))
     if not _same_output(first, second):
         raise ContractError(f"{cls.name!r} gave different outputs in two runs under seed {task.seed}; draw every random "
@@ -252,10 +334,11 @@ def check_determinism(cls: type, cache_dir: Path) -> None:
 
 def check_no_target_labels(cls: type, cache_dir: Path) -> None:
     """The task has no target ``y``, and permuting the hidden target labels leaves the output unchanged."""
-    task, _ = contract_task(ContractDataset(), cache_dir)
+    dataset = contract_dataset_for(cls)
+    task, _ = contract_task(dataset(), cache_dir)
     if hasattr(task.target, "y") or {"y", "label"} & set(task.target.metadata.columns):
         raise ContractError("the task handed to methods exposes target labels")  # a harness bug, not the plugin's
-    permuted, _ = contract_task(ContractDataset(target_label_permutation_seed=1), cache_dir)
+    permuted, _ = contract_task(dataset(target_label_permutation_seed=1), cache_dir)
     ours, other = run_method(cls, first_point(cls), task), run_method(cls, first_point(cls), permuted)
     if not _same_output(ours, other):
         raise ContractError(f"{cls.name!r} changes its output when only the target labels change: it reads target labels")
@@ -263,7 +346,7 @@ def check_no_target_labels(cls: type, cache_dir: Path) -> None:
 
 def check_batch_size_1(cls: type, cache_dir: Path) -> None:
     """Single-example batches give finite outputs of the right shape (or a ShiftbenchError explaining why not)."""
-    task, _ = contract_task(ContractDataset(), cache_dir, batch_size=1, n_target=N_SINGLE)
+    task, _ = contract_task(contract_dataset_for(cls)(), cache_dir, batch_size=1, n_target=N_SINGLE)
     try:
         output = run_method(cls, first_point(cls), task)
     except ShiftbenchError:
@@ -277,16 +360,33 @@ def check_batch_size_1(cls: type, cache_dir: Path) -> None:
 
 def check_nan_inputs(cls: type, cache_dir: Path) -> None:
     """Target data with NaN raises an error that says so (not silent NaN output, not an obscure crash)."""
-    task, _ = contract_task(ContractDataset(nan_target=True), cache_dir)
+    dataset = contract_dataset_for(cls)
+    task, _ = contract_task(dataset(nan_target=True), cache_dir)
     try:
         run_method(cls, first_point(cls), task)
     except Exception as exc:  # noqa: BLE001 - any exception is inspected below
         text = str(exc).lower()
         if isinstance(exc, (ShiftbenchError, ValueError)) and any(w in text for w in ("nan", "finite", "infinit")):
             return
+        if isinstance(exc, ShiftbenchError) and dataset.input_kind == "image":
+            _skip_if_float_images_refused(cls, dataset, cache_dir)
         raise ContractError(f"{cls.name!r} on target data containing NaN raised {type(exc).__name__}: {exc}; expected a "
                             "clear error naming the NaN (validate inputs with shiftbench.arrays.check_matrix)") from exc
     raise ContractError(f"{cls.name!r} accepted target data containing NaN without an error")
+
+
+def _skip_if_float_images_refused(cls: type, dataset: type[ContractDataset], cache_dir: Path) -> None:
+    """Raise :class:`NotApplicable` if the plugin refuses the NaN-free float32 copy of the target images too
+    (a ShiftbenchError: e.g. it takes 8-bit images only, which cannot hold NaN); return if it runs on them or
+    crashes (the NaN run's error is then the one to report)."""
+    task, _ = contract_task(dataset(float_target=True), cache_dir)
+    try:
+        run_method(cls, first_point(cls), task)
+    except ShiftbenchError as exc:
+        raise NotApplicable(f"{cls.name!r} refuses float32 target images even without NaN ({error_line(exc)}), and "
+                            "8-bit images cannot hold NaN, so no NaN can reach it") from exc
+    except Exception:  # noqa: BLE001 - not a refusal of the format
+        return
 
 
 def check_config_roundtrip(cls: type, cache_dir: Path) -> None:
@@ -320,14 +420,12 @@ CHECKS: dict[str, Callable[[type, Path], None]] = {
 
 
 def run_check(cls: type, check: str, cache_dir: Path) -> CheckResult:
-    """Run one named check on a plugin class and report passed / failed / skipped (not applicable); a
+    """Run one named check on a plugin class and report passed / failed / skipped (not applicable, and why); a
     plugin that crashes anywhere (its ``__init__`` included) fails the check, never the whole run."""
     try:
-        if check not in ("interface", "hyperparameters", "config_roundtrip"):
-            reason = cls(**first_point(cls)).not_applicable(contract_model(), ContractDataset().facts())
-            if reason:
-                return CheckResult(check, "skipped", f"not applicable to the contract's tabular MLP: {reason}")
         CHECKS[check](cls, Path(cache_dir))
+    except NotApplicable as exc:
+        return CheckResult(check, "skipped", str(exc))
     except ContractError as exc:
         return CheckResult(check, "failed", str(exc))
     except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported in one line

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from shiftbench import methods
 from shiftbench.arrays import check_probs
 from shiftbench.cli import main
-from shiftbench.contract import CHECKS, check_method
+from shiftbench.contract import CHECKS, ContractImageDataset, check_method
 from shiftbench.dataset import Dataset
 from shiftbench.errors import ShiftbenchError
-from shiftbench.families import DomainAdapter, OutputAdapter
+from shiftbench.families import DomainAdapter, ModelAdapter, OutputAdapter
 from shiftbench.hyperparameters import Float, Hyperparameter
 
 #: plugins whose contract run takes tens of seconds on two cores (they train or solve something per run)
@@ -32,6 +33,18 @@ def test_registered_method_passes_the_contract(name):
     assert set(results) == set(CHECKS)
     failed = {c: r.message for c, r in results.items() if r.status == "failed"}
     assert not failed, "\n".join(f"{c}: {m}" for c, m in failed.items())
+    assert all(r.message for r in results.values() if r.status == "skipped"), "a check was skipped without saying why"
+
+
+@pytest.mark.parametrize("name", ["cotta", "rotta", "deyo", "memo"])
+def test_image_methods_run_every_behavioural_check_on_the_image_task(name):
+    # they augment images or shuffle patches, so the tabular task is not theirs; memo takes 8-bit images only,
+    # which cannot hold NaN, and says so
+    skipped = {r.check: r.message for r in check_method(methods.registry.get(name)) if r.status == "skipped"}
+    assert skipped == ({} if name != "memo" else {"nan_inputs": skipped.get("nan_inputs")})
+    if name == "memo":
+        assert "refuses float32 target images even without NaN" in skipped["nan_inputs"]
+        assert "8-bit images" in skipped["nan_inputs"]
 
 
 # --- plugins that break one rule each: the contract must catch them ---------------------------------------
@@ -154,6 +167,120 @@ class TupleGrid(Sharpen):
     name = "contract_tuple_grid"
     hyperparameters = {"pair": Hyperparameter((1.0, 2.0))}
     grid = {"pair": [(1.0, 2.0)]}
+
+
+class FlipAverage(ModelAdapter):
+    """A correct image-only test-time method the broken image ones below derive from: the logits of each batch
+    averaged with those of its horizontal mirror (refusing NaN, as check_matrix would for a matrix)."""
+
+    name = "contract_flip_average"
+    hyperparameters = {"weight": Float(0.25, at_least=0, at_most=1)}
+    grid = {"weight": [0.25, 0.5]}  # at 0.5 the average is the same for an image and its mirror
+
+    def not_applicable(self, model, data):
+        return None if data.input_kind == "image" else f"it mirrors images; {data.name!r} has {data.input_kind} inputs"
+
+    def prepare(self, task):
+        self.network = task.network()
+
+    @torch.no_grad()
+    def process(self, batch):
+        x = self.images(batch)
+        if not torch.isfinite(x).all():
+            raise ShiftbenchError(f"{self.name}: the target images contain NaN or infinite values")
+        return (1 - self.weight) * self.network(x) + self.weight * self.network(x.flip(-1))
+
+    def images(self, batch):
+        return batch.inputs
+
+
+class UnseededFlips(FlipAverage):
+    name = "contract_unseeded_flips"
+
+    def images(self, batch):
+        flip = torch.as_tensor(np.random.default_rng().random(len(batch)) < 0.5)  # fresh entropy each call
+        return torch.where(flip[:, None, None, None], batch.inputs.flip(-1), batch.inputs)
+
+
+class ZeroesNaNPixels(FlipAverage):
+    name = "contract_zeroes_nan_pixels"
+
+    def images(self, batch):
+        return torch.nan_to_num(batch.inputs)
+
+
+class CrashesOnOneImage(FlipAverage):
+    name = "contract_crashes_on_one_image"
+
+    def images(self, batch):
+        if len(batch) == 1:
+            raise RuntimeError("expected more than 1 value per channel")
+        return batch.inputs
+
+
+class EightBitOnly(FlipAverage):
+    """Refuses target images that are not uint8 (as MEMO does), so no NaN can reach it."""
+
+    name = "contract_eight_bit_only"
+
+    def prepare(self, task):
+        dtype = np.asarray(task.target.inputs(np.arange(1))).dtype
+        if dtype != np.uint8:
+            raise ShiftbenchError(f"{self.name} takes 8-bit images; the target inputs are {dtype} arrays")
+        super().prepare(task)
+
+
+class RefusesFloatWithNaN(FlipAverage):
+    """Refuses float images only when they hold NaN, without saying so: not a format it refuses outright."""
+
+    name = "contract_refuses_odd_floats"
+
+    def prepare(self, task):
+        raw = np.asarray(task.target.inputs())
+        if raw.dtype != np.uint8 and np.isnan(raw).any():
+            raise ShiftbenchError(f"{self.name}: unsupported target images")
+        super().prepare(task)
+
+
+class NeverApplicable(Sharpen):
+    name = "contract_never_applicable"
+
+    def not_applicable(self, model, data):
+        return f"it needs a model called 'imagenet'; this one is {model.name!r}"
+
+
+def test_an_image_method_runs_every_check_on_the_image_task():
+    results = check_method(FlipAverage)
+    assert [r.status for r in results] == ["passed"] * len(CHECKS), results
+    assert ContractImageDataset().splits["test"].x.dtype == np.uint8
+
+
+@pytest.mark.parametrize("plugin,check,says", [
+    (UnseededFlips, "determinism", "random_state"), (ZeroesNaNPixels, "nan_inputs", "without an error"),
+    (CrashesOnOneImage, "batch_size_1", "expected more than 1 value per channel"),
+    (RefusesFloatWithNaN, "nan_inputs", "unsupported target images")])
+def test_each_check_catches_its_flaw_on_the_image_task(plugin, check, says):
+    result = check_method(plugin, [check])[0]
+    assert result.status == "failed", result
+    assert says in result.message
+
+
+def test_a_method_refusing_float_images_outright_skips_the_nan_check_saying_why():
+    result = check_method(EightBitOnly, ["nan_inputs"])[0]
+    assert result.status == "skipped"
+    assert "refuses float32 target images even without NaN" in result.message and "uint8" not in result.message
+    assert "takes 8-bit images; the target inputs are float32 arrays" in result.message
+    assert [r.status for r in check_method(EightBitOnly, ["determinism", "batch_size_1"])] == ["passed", "passed"]
+
+
+def test_a_method_applicable_to_no_contract_task_skips_the_behavioural_checks_saying_why():
+    results = {r.check: r for r in check_method(NeverApplicable)}
+    behavioural = {"determinism", "no_target_labels", "batch_size_1", "nan_inputs"}
+    assert {c for c, r in results.items() if r.status == "skipped"} == behavioural
+    for check in behavioural:
+        message = results[check].message
+        assert "tabular task (contract_mlp)" in message and "image task (contract_cnn)" in message
+        assert "needs a model called 'imagenet'" in message
 
 
 @pytest.fixture
