@@ -13,6 +13,7 @@ import io
 import json
 import os
 import secrets
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -125,6 +126,8 @@ class ArrayCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.hits = 0
         self.misses = 0
+        #: seconds spent computing missing entries, by namespace (how a run's time divides: corrupting, ...)
+        self.compute_seconds: dict[str, float] = {}
 
     def path(self, namespace: str, key: str) -> Path:
         return self.root / namespace / f"{key}.npz"
@@ -141,7 +144,9 @@ class ArrayCache:
                 return arrays
             except Exception as exc:  # noqa: BLE001 - whatever makes an entry unreadable, it is rebuilt
                 set_aside(path, exc)
+        began = time.perf_counter()
         arrays = compute()
+        self.compute_seconds[namespace] = self.compute_seconds.get(namespace, 0.0) + time.perf_counter() - began
         self.misses += 1
         buf = io.BytesIO()
         np.savez(buf, **arrays)

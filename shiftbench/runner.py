@@ -349,7 +349,9 @@ class Runner:
         """Cells sharing (dataset, options, model, seed): one dataset, one model, their forward passes."""
         first = group[0]
         try:
+            started = time.perf_counter()
             dataset = load_for_seed(first.dataset, json.loads(first.dataset_options), first.seed)
+            counts["dataset_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
             model = build_model(first.model, dataset, int_seed(first.seed, "model"), self.settings.cache_dir,
                                 self.settings.device)
@@ -366,7 +368,7 @@ class Runner:
             return
         for cell in group:
             bar.set_postfix_str(f"{cell.method} on {cell.scenario.name}", refresh=False)
-            counts[self._run_cell(cell, dataset, model)] += 1
+            counts[self._run_cell(cell, dataset, model, counts)] += 1
             bar.update(1)
         counts["forward_passes"] += model.forward_passes
         counts["forward_seconds"] += model.forward_seconds
@@ -392,26 +394,36 @@ class Runner:
             waiting = still
         return orphaned
 
-    def _run_cell(self, cell: Cell, dataset, model) -> str:
+    def _run_cell(self, cell: Cell, dataset, model, counts: dict[str, Any]) -> str:
+        """Compute one cell and write its record; its phases' seconds are added to ``counts``."""
         start = time.perf_counter()
         extra = {"data_hash": dataset.fingerprint, "model_hash": model.fingerprint, "model_weights": model.pretrained}
+        timed = PhaseTimer(counts)
         try:
             method = method_registry.load(cell.method, **json.loads(cell.hparams))
             reason = method.not_applicable(model, dataset.facts())
             if reason:
-                self._write(cell, "not_applicable", error=reason, **extra)
+                with timed("store"):
+                    self._write(cell, "not_applicable", error=reason, **extra)
                 return "not_applicable"
-            split = cell.scenario.target_split(dataset, self.cache, cell.seed)
-            target = dataset.label_free(split)
-            task = Task(dataset.n_classes, target, cell.scenario.batches(split.y, cell.seed, target.metadata), cell.seed,
-                        model, self.cache, {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
+            corrupting = self.cache.compute_seconds.get("corrupted", 0.0)
+            with timed("target"):
+                split = cell.scenario.target_split(dataset, self.cache, cell.seed)
+                target = dataset.label_free(split)
+                task = Task(dataset.n_classes, target, cell.scenario.batches(split.y, cell.seed, target.metadata),
+                            cell.seed, model, self.cache,
+                            {k: dataset.splits[k] for k in ("train", "id_val") if k in dataset.splits})
+            counts["corruption_seconds"] += self.cache.compute_seconds.get("corrupted", 0.0) - corrupting
             seed_globals(cell.seed)
-            output = method.run(task)
-            truth = Truth(dataset, split)
-            metrics = method.evaluate(output, truth, task)
-            details = method.details(output, truth, task) if hasattr(method, "details") else None
+            with timed("method"):
+                output = method.run(task)
+            with timed("metric"):
+                truth = Truth(dataset, split)
+                metrics = method.evaluate(output, truth, task)
+                details = method.details(output, truth, task) if hasattr(method, "details") else None
             if cell.scoring:  # label-free scores for the selection stage: the task and the output, no truth
-                extra.update(cell_scores(json.loads(cell.scoring), method, task, output))
+                with timed("scoring"):
+                    extra.update(cell_scores(json.loads(cell.scoring), method, task, output))
         except FileWriteError:
             raise  # the cache or store cannot be written: every cell would fail alike
         except Exception:
@@ -419,7 +431,9 @@ class Runner:
             return "failed"
         if details is not None:
             extra["details"] = json.loads(details.to_json(orient="records"))
-        self._write(cell, "ok", metrics=metrics, family=method.family, seconds=time.perf_counter() - start, **extra)
+        with timed("store"):
+            self._write(cell, "ok", metrics=metrics, family=method.family, seconds=time.perf_counter() - start,
+                        **extra)
         return "ok"
 
     def _write(self, cell: Cell, status: str, metrics: dict | None = None, error: str | None = None, **extra: Any) -> None:
@@ -432,10 +446,35 @@ class Runner:
 
 
 
+#: the phases of computing a cell whose seconds a run counts (``<phase>_seconds``): materialising the target
+#: split and its stream (corrupting it included, also counted alone as ``corruption_seconds``), the method's
+#: run (forward passes of the source model it is the first to need included), metrics, label-free scores for
+#: selection, and writing the record
+CELL_PHASES = ("target", "method", "metric", "scoring", "store")
+
+
 def new_counts() -> dict[str, Any]:
-    """A run's counts before any cell: by status, and the forward-pass and model-building timings."""
+    """A run's counts before any cell: by status, the forward-pass, dataset-loading and model-building
+    timings, and the seconds of each phase of its cells (:data:`CELL_PHASES`)."""
     return {"cached": 0, "ok": 0, "failed": 0, "not_applicable": 0, "elsewhere": 0,
-            "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0}
+            "forward_passes": 0, "forward_seconds": 0.0, "model_seconds": 0.0, "dataset_seconds": 0.0,
+            "corruption_seconds": 0.0,
+            **{f"{phase}_seconds": 0.0 for phase in CELL_PHASES}}
+
+
+class PhaseTimer:
+    """``with timed("metric"): ...`` adds the block's wall seconds to ``counts["metric_seconds"]``."""
+
+    def __init__(self, counts: dict[str, Any]):
+        self.counts = counts
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.counts[f"{phase}_seconds"] += time.perf_counter() - began
 
 
 def cell_groups(cells: Iterable[Cell]) -> dict[tuple, list[Cell]]:

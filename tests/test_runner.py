@@ -137,6 +137,38 @@ def test_not_applicable_cells_are_recorded_not_failed(tmp_path, cache_dir):
     assert "no BatchNorm" in RecordStore(cfg["store_dir"]).records()[0]["error"]
 
 
+def test_a_run_counts_where_its_time_went(tmp_path, cache_dir):
+    """Each phase of a cell is timed, corrupting is told apart from the rest of materialising a target, and
+    the phases of a cell sum to no more than the seconds its record reports (plus its record write)."""
+    cfg = config(tmp_path, cache_dir, "phases", method=("source_only",), seeds=(0,))
+    cfg["dataset"]["scenarios"] = [{"target": "id_test", "corruption": "fog", "severity": 2}]
+    counts = run_experiment(cfg)
+    for phase in ("target", "method", "metric", "store", "dataset"):
+        assert counts[f"{phase}_seconds"] > 0, phase
+    assert counts["scoring_seconds"] == 0  # no selection stage in this run
+    assert 0 < counts["corruption_seconds"] <= counts["target_seconds"]
+    (record,) = RecordStore(cfg["store_dir"]).records()
+    in_cell = sum(counts[f"{p}_seconds"] for p in ("target", "method", "metric", "scoring"))
+    assert in_cell <= record["seconds"]
+    again = run_experiment(cfg)  # fully cached: nothing computed, nothing corrupted
+    assert again["cached"] == 1 and again["corruption_seconds"] == again["target_seconds"] == 0
+
+
+def test_the_cache_times_what_it_computes(tmp_path):
+    from shiftbench.cache import ArrayCache
+
+    cache = ArrayCache(tmp_path)
+
+    def slow():
+        time.sleep(0.05)
+        return {"x": np.zeros(3)}
+
+    cache.get_or_compute("corrupted", {"k": 1}, slow)
+    cache.get_or_compute("corrupted", {"k": 1}, slow)  # a hit: not timed
+    cache.get_or_compute("outputs", {"k": 2}, lambda: {"x": np.ones(2)})
+    assert cache.compute_seconds["corrupted"] >= 0.05 and set(cache.compute_seconds) == {"corrupted", "outputs"}
+
+
 def test_records_carry_provenance(tmp_path, cache_dir):
     cfg = config(tmp_path, cache_dir, "prov", method=("source_only",), seeds=(0,))
     run_experiment(cfg)
