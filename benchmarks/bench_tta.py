@@ -1,14 +1,30 @@
-"""Cost of test-time adaptation: per-batch time of each method relative to one forward pass, and
-LAME's Gram-matrix distances vs a direct pairwise-difference-tensor implementation of the same maths.
+"""Cost of test-time adaptation: per-batch time of every registered method of the ``tta`` family (and, after
+the forward pass, of every ``output`` adapter) relative to one forward pass of the source model, and LAME's
+Gram-matrix distances vs a direct pairwise-difference-tensor implementation of the same maths.
 
-Usage: python benchmarks/bench_tta.py [--batch 64] [--repeats 20]
-Runs on CPU (or the GPU with --device cuda); prints a table of figures and ratios.
+Methods are found in the method registry (no list here) and built with their default hyperparameters. Each
+runs on the task the runner builds for a cell of the ``digits`` dataset (target split ``test``, an i.i.d.
+stream of --batch examples, labelled ``train`` and ``id_val`` source splits: EATA estimates its Fisher
+there, as in a cell), with two source models: ``small_cnn`` (trained by the harness, cached; 1x28x28
+inputs) and ``wrn_tiny`` (a random-init WRN-10-1 on 3x32x32 inputs, CIFAR-shaped). The steps of
+``Method.run`` are taken one by one: seeding and ``prepare`` (timed once, cold cache), one batch to warm
+up, then ``process`` and the family's check on each of the next --repeats batches (median), the method's
+state carried from batch to batch as in a cell. The forward pass is the source network's, in eval mode
+without gradients, timed on each batch just before the method's step, so that a ratio compares two
+timings under the same load of a shared machine. Peak memory is printed with --device cuda only.
+
+The work of confidence-gated methods depends on the weights: EATA/ETA back-propagate only low-entropy
+examples, pseudo_label only confident ones, CoTTA augments only when the teacher is unsure; with the
+random-init ``wrn_tiny`` those amounts differ from a trained network's (and BBSE refuses it: it never
+predicts some classes on ``id_val``).
+
+Usage: python benchmarks/bench_tta.py [--batch 64] [--repeats 5] [--models small_cnn wrn_tiny] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import tempfile
 import time
 from typing import Callable
 
@@ -16,10 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftbench.methods._batchnorm import use_batch_statistics
+from shiftbench import datasets, methods, models
+from shiftbench.cache import ArrayCache, default_cache_dir, error_line
+from shiftbench.dataset import Dataset
+from shiftbench.families import Batch, Method, Task
 from shiftbench.methods.lame import lame
-from shiftbench.methods.tent import Tent
-from shiftbench.models.small_cnn import make_backbone
+from shiftbench.scenarios import Scenario
+from shiftbench.seeding import int_seed, seed_globals
+
+SEED = 0
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -51,30 +72,113 @@ def direct_lame(probs: torch.Tensor, feats: torch.Tensor, k: int = 5, max_iter: 
     return y
 
 
-def method_costs(batch: int, repeats: int, device: str) -> None:
-    torch.manual_seed(0)
-    net = nn.Sequential(make_backbone(1, 28), nn.Linear(128, 10)).to(device).eval()
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    with torch.no_grad():
-        feats = net[0](x)
-        probs = torch.softmax(net[1](feats), 1)
-    f_np, p_np = feats.cpu().numpy(), probs.double().cpu().numpy()
-    p_np /= p_np.sum(1, keepdims=True)
-    bn = use_batch_statistics(copy.deepcopy(net))
-    tent1, tent3 = Tent(copy.deepcopy(net)), Tent(copy.deepcopy(net), steps=3)
-    base = timed(lambda: torch.no_grad()(net)(x), repeats)
-    costs = {
-        "source_only (forward)": base,
-        "bn_adapt": timed(lambda: torch.no_grad()(bn)(x), repeats),
-        "tent, 1 step": timed(lambda: tent1(x), repeats),
-        "tent, 3 steps": timed(lambda: tent3(x), repeats),
-        **{f"lame {a} (after forward)": base + timed(lambda a=a: lame(p_np, f_np, a, 5), repeats)
-           for a in ("knn", "rbf", "linear")},
-    }
-    print(f"\nper-batch cost, batch {batch}, small_cnn on {device} (median of {repeats})")
-    print(f"{'method':28s} {'ms':>8s} {'x forward':>10s}")
-    for name, t in costs.items():
-        print(f"{name:28s} {1e3 * t:8.2f} {t / base:10.2f}")
+def digits_task(model_name: str, batch: int, device: str, cache: ArrayCache) -> tuple[Task, Dataset]:
+    """The runner's task for a digits cell (target ``test``, i.i.d. batches of ``batch``) with ``model_name``."""
+    dataset = datasets.load("digits")
+    model = models.build_model(model_name, dataset, int_seed(SEED, "model"), default_cache_dir(), device)
+    scenario = Scenario(target="test", batch_size=batch)
+    split = scenario.target_split(dataset, cache, SEED)
+    target = dataset.label_free(split)
+    task = Task(dataset.n_classes, target, scenario.batches(split.y, SEED, target.metadata), SEED, model, cache,
+                {k: dataset.splits[k] for k in ("train", "id_val")})
+    return task, dataset
+
+
+class PeakMemory:
+    """Peak accelerator memory (MiB) allocated inside the block, or None on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.mib: float | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.mib = torch.cuda.max_memory_allocated() / 2 ** 20
+
+
+def synchronised(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """``fn`` followed by a wait for the accelerator, so that its time is the work's, not the launch's."""
+    if not device.startswith("cuda"):
+        return fn
+    return lambda: (fn(), torch.cuda.synchronize())
+
+
+def clocked(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def method_cost(method: Method, task: Task, stream: list[Batch], device: str) -> tuple[float, float, float, float | None]:
+    """Seconds of ``prepare``; median seconds of one batch's ``process`` + check and of the source network's
+    forward pass on the same batch, timed just before it (so that both see the same load on a shared
+    machine); peak MiB of the batches."""
+    method.random_state = task.random_state
+    seed_globals(task.seed)
+    torch.manual_seed(task.random_state)
+    prepared = clocked(lambda: method.prepare(task))
+    method.checked(method.process(stream[0]), stream[0])
+    network = task.model.network.eval()
+
+    @torch.no_grad()
+    def forward(b: Batch) -> torch.Tensor:
+        return network(b.inputs)
+
+    times, forwards = [], []
+    with PeakMemory(device) as peak:
+        for b in stream[1:]:
+            forwards.append(clocked(synchronised(lambda: forward(b), device)))
+            times.append(clocked(synchronised(lambda: method.checked(method.process(b), b), device)))
+    return prepared, float(np.median(times)), float(np.median(forwards)), peak.mib
+
+
+def method_costs(model_name: str, batch: int, repeats: int, device: str) -> None:
+    """The table of every registered ``tta`` method's and ``output`` adapter's cost on one model."""
+    with tempfile.TemporaryDirectory(prefix="bench-tta-") as tmp:
+        task, dataset = digits_task(model_name, batch, device, ArrayCache(tmp))
+        n_batches = min(repeats + 1, sum(len(b) == batch for b in task.batches))
+        rows, forwards = [], []
+        for family in ("tta", "output"):
+            for name, cls in methods.registry.scan_all().items():
+                if cls.family == family:
+                    rows.append(cost_row(name, cls, task, dataset, device, n_batches, forwards))
+    shape = "x".join(map(str, task.batch(task.batches[0]).inputs.shape[1:]))
+    print(f"\nper-batch cost, batch {batch} of digits {shape}, {model_name} on {device} ({torch.get_num_threads()} "
+          f"torch threads; median of {n_batches - 1} batches after one warm-up; default hyperparameters; x forward: "
+          "over the forward pass timed on each batch just before)")
+    print(f"{'method':22s} {'family':7s} {'prepare s':>9s} {'ms/batch':>9s} {'x forward':>9s} {'peak MiB':>8s}")
+    print(f"{'(forward pass)':22s} {'':7s} {'':>9s} {1e3 * np.median(forwards):9.2f} {1.0:9.2f} {'':>8s}")
+    print("\n".join(rows))
+
+
+def cost_row(name: str, cls: type, task: Task, dataset: Dataset, device: str, n_batches: int,
+             forwards: list[float]) -> str:
+    """One line of the table: the method's cost, or why it did not run; appends its forward time to ``forwards``."""
+    method = cls()
+    reason = method.not_applicable(task.model, dataset.facts())
+    if reason:
+        return f"{name:22s} {cls.family:7s} not applicable: {reason}"
+    stream = method.stream(task)[:n_batches]
+    for b in stream:  # inputs and cached outputs are loaded before the clock starts, as the family hands them over
+        b.inputs
+        if cls.family == "output":
+            b.probs, b.feats
+    try:
+        prepared, per_batch, forward, peak = method_cost(method, task, stream, device)
+    except Exception as exc:  # noqa: BLE001 - one method's failure is its row, not the end of the table
+        return f"{name:22s} {cls.family:7s} failed: {error_line(exc)}"
+    forwards.append(forward)
+    total = per_batch if cls.family == "tta" else forward + per_batch  # an output adapter runs after the forward pass
+    memory = "-" if peak is None else f"{peak:.0f}"
+    return f"{name:22s} {cls.family:7s} {prepared:9.2f} {1e3 * per_batch:9.2f} {total / forward:9.2f} {memory:>8s}"
 
 
 def lame_vs_direct(repeats: int) -> None:
@@ -96,10 +200,12 @@ def lame_vs_direct(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5, help="batches timed per method, after one warm-up")
+    parser.add_argument("--models", nargs="+", default=["small_cnn", "wrn_tiny"])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    method_costs(args.batch, args.repeats, args.device)
+    for model_name in args.models:
+        method_costs(model_name, args.batch, args.repeats, args.device)
     lame_vs_direct(args.repeats)
 
 
