@@ -6,6 +6,10 @@ it was stored under: the key hashes the cell and the code identity (:mod:`shiftb
 so a record made by an older plugin, model recipe, dataset adapter or harness no longer matches.
 Other records are not shown; :meth:`Collection.notes` says how many and why, and
 ``shiftbench store gc`` deletes them.
+
+In a process that has not imported the plugins (``shiftbench table``, ``store gc``), today's code hashes
+come from the plugin index's module names (:func:`indexed_key`), so a store of current records is read
+without importing a plugin; a record that does not match is judged by the registries, as before.
 """
 
 from __future__ import annotations
@@ -17,13 +21,24 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from shiftbench.cache import error_line
-from shiftbench.runner import Cell
+from shiftbench.cache import error_line, stable_hash
+from shiftbench.identity import identity_of_codes, module_code, scoring_of_codes
+from shiftbench.plugin_index import Catalog, catalog, plugins_imported
 from shiftbench.store import RecordStore, records_frame
 
+#: record ``cell`` field -> the plugin kind it names
+PLUGIN_FIELDS = {"method": "methods", "model": "models", "dataset": "datasets"}
 
-def stale_reason(record: dict[str, Any]) -> str | None:
-    """Why a well-formed record is not of the current code (None when it is)."""
+
+def stale_reason(record: dict[str, Any], index: Catalog | None = None) -> str | None:
+    """Why a well-formed record is not of the current code (None when it is).
+
+    With the plugin ``index``, a record whose key :func:`indexed_key` reproduces is current without
+    importing anything; every other record is judged by the live registries, as without it."""
+    if index is not None and indexed_key(record["cell"], index) == record["key"]:
+        return None
+    from shiftbench.runner import Cell  # imports torch and the plugins a cell names
+
     cell = record["cell"]
     try:
         current = Cell.from_dict(cell)
@@ -37,6 +52,26 @@ def stale_reason(record: dict[str, Any]) -> str | None:
         return "recorded before code identities were stored"
     changed = sorted(k for k, v in identity.items() if stored.get(k) != v)
     return f"{', '.join(changed)} changed since it was recorded" if changed else "its cell key changed"
+
+
+def indexed_key(cell: dict[str, Any], index: Catalog) -> str | None:
+    """The key of the record of ``cell`` (a record's ``cell`` field) under today's code, as
+    :attr:`shiftbench.runner.Cell.key` computes it (``cell`` being ``Cell.as_dict()``), with the plugins' code
+    hashes computed from their module names in ``index`` (:func:`~shiftbench.identity.module_code`), so
+    without importing them. None when a plugin is not in the index under that name (a dataset name a family
+    claims, a plugin without a source file) or ``cell`` is malformed: then only the registries can tell."""
+    try:
+        codes = [module_code(index.section(kind)[cell[field]]["module"]) for field, kind in PLUGIN_FIELDS.items()]
+        scorers = tuple(module_code(index.section("scorers")[name]["module"])
+                        for name in (cell["scoring"]["scorers"] if cell.get("scoring") else ()))
+    except Exception:  # noqa: BLE001 - a name the index lacks, a malformed cell, a kind that failed to load
+        return None
+    if None in codes or None in scorers:
+        return None
+    identity = identity_of_codes(*codes)
+    if cell.get("scoring"):
+        identity["scoring_code"] = scoring_of_codes(scorers)
+    return stable_hash({**cell, **identity}, length=20)
 
 
 @dataclass
@@ -73,12 +108,13 @@ def collect(stores: Iterable[Path | str], keys: Iterable[str] | None = None) -> 
     wanted = None if keys is None else set(keys)
     current: list[dict[str, Any]] = []
     collection = Collection(pd.DataFrame(), roots)
+    index = None if plugins_imported() else catalog()  # where the plugins are imported, they are the truth
     for root in roots:
         store = RecordStore(root)
         scan = store.scan()
         collection.unreadable.extend(scan.unreadable)
         for record in scan.records:
-            reason = stale_reason(record)
+            reason = stale_reason(record, index)
             if reason is not None:
                 collection.stale.append((store.path(record["key"]), reason))
             elif wanted is None or record["key"] in wanted:

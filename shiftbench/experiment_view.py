@@ -19,7 +19,6 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.collect import Collection
 from shiftbench.protocols import Protocol
 from shiftbench.report import REFERENCE_METHOD, failure_notes, sampling_error_notes
-from shiftbench.runner import as_list
 from shiftbench.store import group_labels
 
 FILE_NAME = "experiment.json"
@@ -38,6 +37,8 @@ class ExperimentView:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ExperimentView:
+        from shiftbench.runner import as_list  # a run's config: the runner is imported already
+
         report = cfg.get("report") or {}
         group_by = report.get("group_by") or []
         if isinstance(group_by, str) or not all(isinstance(f, str) for f in group_by):

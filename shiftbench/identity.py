@@ -15,6 +15,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,32 @@ HARNESS_MODULES = ("shiftbench.families", "shiftbench.scenarios", "shiftbench.me
 @lru_cache(maxsize=None)
 def _source_path(module: str) -> Path | None:
     """The ``.py`` file of ``module``, or None for a module that does not exist or has no source."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError, AttributeError):
-        return None
+    spec = _find_spec(module)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     return Path(spec.origin)
+
+
+def _find_spec(module: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec importing ``module`` would find, located without importing its parent packages when they
+    are not imported yet (``importlib.util.find_spec`` imports them: for a plugin module, its plugin
+    package and with it torch or scikit-learn). The finders of :data:`sys.meta_path` are asked within the
+    parent's search locations, as the import system asks them once the parent is imported."""
+    parent = module.rpartition(".")[0]
+    if not parent or parent in sys.modules or module in sys.modules:
+        try:
+            return importlib.util.find_spec(module)
+        except (ImportError, ValueError, AttributeError):
+            return None
+    parent_spec = _find_spec(parent)
+    if parent_spec is None or parent_spec.submodule_search_locations is None:
+        return None  # no such parent, or not a package (``from pkg.module import name`` reads ``pkg.module.name``)
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(module, list(parent_spec.submodule_search_locations), None) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
 
 
 def _is_package(module: str) -> bool:
@@ -41,7 +61,8 @@ def _is_package(module: str) -> bool:
     return path is not None and path.name == "__init__.py"
 
 
-def _imported_modules(module: str, path: Path) -> set[str]:
+@lru_cache(maxsize=None)
+def _imported_modules(module: str, path: Path) -> frozenset[str]:
     """Absolute names of the modules (and ``from X import name`` submodules) ``path`` imports."""
     package = module if _is_package(module) else module.rpartition(".")[0]
     found: set[str] = set()
@@ -53,7 +74,7 @@ def _imported_modules(module: str, path: Path) -> set[str]:
                 else node.module or ""
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
+    return frozenset(found)
 
 
 @lru_cache(maxsize=None)
@@ -87,12 +108,19 @@ def code_hash(modules: tuple[str, ...]) -> str:
     return h.hexdigest()[:12]
 
 
+def module_code(module: str) -> str | None:
+    """Code hash of the plugins defined in module ``module`` (:func:`plugin_code` of each), from the module's
+    name alone: nothing is imported. None for a module without a source file."""
+    return code_hash((module,)) if _source_path(module) is not None else None
+
+
 def plugin_code(cls: type) -> str:
-    """Code hash of a plugin class: its module and what it imports. Classes without a source file
-    (defined in a notebook or a test by hand) hash their qualified name and source if available."""
+    """Code hash of a plugin class: its module and what it imports (:func:`module_code`). Classes without a
+    source file (defined in a notebook or a test by hand) hash their qualified name and source if available."""
     module = inspect.getmodule(cls)
-    if module is not None and _source_path(module.__name__) is not None:
-        return code_hash((module.__name__,))
+    code = module_code(module.__name__) if module is not None else None
+    if code is not None:
+        return code
     try:
         text = inspect.getsource(cls)
     except (OSError, TypeError):
@@ -107,12 +135,22 @@ def harness_code() -> str:
 
 def cell_identity(method: type, model: type, dataset: type) -> dict[str, Any]:
     """The code identity of a cell: one hash per piece of code its result depends on."""
-    return {"method_code": plugin_code(method), "model_code": plugin_code(model),
-            "dataset_code": plugin_code(dataset), "harness_code": harness_code()}
+    return identity_of_codes(plugin_code(method), plugin_code(model), plugin_code(dataset))
+
+
+def identity_of_codes(method_code: str, model_code: str, dataset_code: str) -> dict[str, Any]:
+    """:func:`cell_identity` from the plugins' code hashes (:func:`plugin_code` or :func:`module_code`)."""
+    return {"method_code": method_code, "model_code": model_code, "dataset_code": dataset_code,
+            "harness_code": harness_code()}
 
 
 def scoring_identity(scorers: tuple[type, ...]) -> str:
     """Code hash of what computes a cell's selection scores: :mod:`shiftbench.cell_scoring` (and what it
     imports) and the scorer plugins ``scorers``."""
-    parts = [code_hash(("shiftbench.cell_scoring",)), *(plugin_code(cls) for cls in scorers)]
+    return scoring_of_codes(tuple(plugin_code(cls) for cls in scorers))
+
+
+def scoring_of_codes(scorer_codes: tuple[str, ...]) -> str:
+    """:func:`scoring_identity` from the scorers' code hashes."""
+    parts = [code_hash(("shiftbench.cell_scoring",)), *scorer_codes]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]

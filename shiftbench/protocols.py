@@ -29,17 +29,17 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from shiftbench import methods as method_registry
-from shiftbench import scorers as scorer_registry
 from shiftbench.errors import ShiftbenchError
 from shiftbench.metric_facts import metric_facts
-from shiftbench.runner import Cell
 from shiftbench.scenarios import Scenario
+
+if TYPE_CHECKING:  # the runner imports torch and every plugin registry; a table of records needs neither
+    from shiftbench.runner import Cell
 
 ORACLE = "oracle"
 #: cross-scenario selection's scorer that reads the metric on the (labelled) validation scenarios
@@ -56,6 +56,14 @@ class Selected:
     frame: pd.DataFrame
     #: the columns over which one choice is made (``chosen`` counts choices per unit)
     unit: tuple[str, ...] = ("scenario", "seed")
+
+
+def method_family(name: str) -> str:
+    """The family of method plugin ``name`` (imports the method registry: only a run or a selecting
+    protocol needs it)."""
+    from shiftbench import methods
+
+    return methods.registry.get(name).family
 
 
 class Protocol(ABC):
@@ -94,6 +102,8 @@ class Protocol(ABC):
                 raise ShiftbenchError("selection.scorers needs a selection protocol (selection.protocol=nested_cv "
                                       "or cross_scenario)")
             return []
+        from shiftbench import scorers as scorer_registry
+
         usable = [n for n, c in scorer_registry.registry.scan_all().items()
                   if cls.name in c.protocols() and not c.needs_target_labels]
         if names is None:
@@ -112,7 +122,7 @@ class Protocol(ABC):
         settings: dict[str, set[str]] = {}
         for cell in cells:
             settings.setdefault(cell.method, set()).add(cell.hparams)
-        family = {m: method_registry.registry.get(m).family for m, hps in settings.items() if len(hps) > 1}
+        family = {m: method_family(m) for m, hps in settings.items() if len(hps) > 1}
         for method in sorted(family) if self.families else ():
             if family[method] not in self.families:
                 raise ShiftbenchError(f"method {method!r} ({family[method]}) has {len(settings[method])} settings but "
@@ -125,6 +135,8 @@ class Protocol(ABC):
 
     def scorers_for(self, family: str) -> list[str]:
         """The run's scorers that can judge settings of ``family``."""
+        from shiftbench import scorers as scorer_registry
+
         return [n for n in self.scorers if family in scorer_registry.registry.get(n).families()]
 
     def check(self, cells: list[Cell]) -> None:
@@ -225,7 +237,7 @@ class NestedCV(_Choosing):
             if rows["hparams"].nunique() == 1:
                 parts.append(self._single(rows))
                 continue
-            scorers = self.scorers_for(method_registry.registry.get(rows["method"].iloc[0]).family)
+            scorers = self.scorers_for(method_family(rows["method"].iloc[0]))
             for _, cell in rows.groupby(["scenario", "seed"], sort=False):
                 for scorer in scorers:
                     choice, reason = self._pick(cell, f"score.{scorer}", 1.0)
@@ -312,7 +324,7 @@ class CrossScenario(_Choosing):
             if rows["hparams"].nunique() == 1:
                 parts.append(self._single(held))
                 continue
-            scorers = [VALIDATION, *self.scorers_for(method_registry.registry.get(rows["method"].iloc[0]).family)]
+            scorers = [VALIDATION, *self.scorers_for(method_family(rows["method"].iloc[0]))]
             for key, val in validation.groupby(unit, sort=False, dropna=False):
                 key = key if isinstance(key, tuple) else (key,)
                 held_seed = held[np.logical_and.reduce([_same(held[c], v) for c, v in zip(unit, key)])]

@@ -9,14 +9,23 @@ list of :class:`~shiftbench.plots.FigureSpec`, so a caller adds its own without 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pandas as pd
 
 from shiftbench.cache import atomic_write_bytes, atomic_write_text
-from shiftbench.leaderboard_html import render_html
-from shiftbench.plots import FigureSpec, build_figures, default_figures, png_bytes
 from shiftbench.report import Leaderboard, aggregate, render_csv, render_latex, render_markdown
+
+if TYPE_CHECKING:
+    from shiftbench.plots import FigureSpec
+
+
+def render_html(board: Leaderboard) -> str:
+    """:func:`shiftbench.leaderboard_html.render_html` (imported here: matplotlib, for the text formats' sake)."""
+    from shiftbench.leaderboard_html import render_html as render
+
+    return render(board)
+
 
 #: ``shiftbench table --format`` -> the renderer of that format
 RENDERERS: dict[str, Callable[[Leaderboard], str]] = {"md": render_markdown, "csv": render_csv, "latex": render_latex,
@@ -32,6 +41,8 @@ def write_tables(frame: pd.DataFrame, out_dir: Path | str, metric: str = "acc_av
     ``records``, ``leaderboard``, ``markdown`` and each figure's file stem. ``board`` is the leaderboard to
     write when the caller has built another one than :func:`~shiftbench.report.aggregate` of ``frame``
     (a selection leaderboard)."""
+    from shiftbench.plots import build_figures, default_figures, png_bytes  # matplotlib
+
     out = Path(out_dir)
     board = aggregate(frame, metric, notes=notes) if board is None else board
     paths = {"records": out / "records.csv", "leaderboard": out / "leaderboard.csv", "markdown": out / "leaderboard.md"}

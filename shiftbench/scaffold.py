@@ -7,6 +7,7 @@ placeholders (``string.Template``): ``$name`` (registry name), ``$cls`` (class n
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 from importlib import resources
 from pathlib import Path
@@ -29,21 +30,22 @@ def class_name(name: str) -> str:
 
 
 def default_methods_dir() -> Path:
-    """The folder plugins are discovered in (``methods/`` of the checkout in an editable install)."""
-    from shiftbench import methods
-
-    return Path(list(methods.__path__)[0])
+    """The folder plugins are discovered in (``methods/`` of the checkout in an editable install), found
+    without importing the plugin package (which imports torch)."""
+    return Path(list(importlib.util.find_spec("shiftbench.methods").submodule_search_locations)[0])
 
 
 def validate_name(name: str) -> None:
-    """A plugin name must be a lower-case Python identifier not taken by another plugin."""
-    from shiftbench import methods
+    """A plugin name must be a lower-case Python identifier not taken by another plugin (looked up in the
+    plugin index, :func:`shiftbench.plugin_index.catalog`, so no plugin is imported once it is current)."""
+    from shiftbench.plugin_index import catalog
 
     if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower() or name.startswith("_"):
         raise ShiftbenchError(f"method name {name!r} must be a lower-case Python identifier not starting with _ "
                               "(it becomes the module shiftbench.methods.<name>)")
-    if name in methods.registry.names():
-        raise ShiftbenchError(f"a method named {name!r} already exists ({methods.registry.get(name).__module__}); pick another name")
+    existing = catalog().section("methods")
+    if name in existing:
+        raise ShiftbenchError(f"a method named {name!r} already exists ({existing[name]['module']}); pick another name")
 
 
 def new_method(name: str, family: str, methods_dir: Path | None = None, tests_dir: Path | None = None,
