@@ -93,10 +93,9 @@ class Outputs:
             part.__dict__["probs"] = self.probs[index]
         return part
 
-    def batch(self, index: np.ndarray | None = None) -> Batch:
-        """The rows ``index`` (all rows if ``None``) as a :class:`Batch` without inputs."""
-        index = np.arange(len(self)) if index is None else np.asarray(index)
-        return Batch(index, lambda: self)
+    def batch(self, index: np.ndarray) -> Batch:
+        """The rows ``index`` as a :class:`Batch` without inputs."""
+        return Batch(np.asarray(index), lambda: self)
 
 
 class Batch:
