@@ -12,7 +12,8 @@ Two kinds of scoring, named by ``scoring["kind"]``:
 - ``inner_splits``: nested cross-validation inside the cell (SKADA-Bench's protocol): ``n_splits`` random
   splits of the labelled source ``train`` features (stratified) and of the unlabelled target features; a
   fresh copy of the method with the cell's hyperparameters is fitted on each split's train parts and every
-  scorer scores it on the validation parts (``score(candidate, view)``); the score is the mean over splits;
+  scorer scores it on the validation parts (``score(candidate, view)``; the scorers share its predictions, see
+  :class:`~shiftbench.selection.SharedCandidate`); the score is the mean over splits;
 - ``reference_splits``: nested cross-validation of a performance estimator: ``n_splits`` stratified splits of
   the labelled reference (``id_val``); a fresh copy of the estimator is fitted on each split's train part and
   estimates the accuracy of the held-out part, and every scorer judges the estimates against the held-out
@@ -30,8 +31,7 @@ from shiftbench.cache import error_line
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Method, PerformanceEstimator, Task
 from shiftbench.scorers import load as load_scorer
-from shiftbench.scoring import Candidate
-from shiftbench.selection import domain_shuffle_splits
+from shiftbench.selection import SharedCandidate, domain_shuffle_splits
 
 Scores = dict[str, list[float]]
 
@@ -69,7 +69,8 @@ def output_scores(scoring: dict[str, Any], method: Method, task: Task, output: A
 
 def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, output: Any, collected: Scores,
                        errors: dict[str, str]) -> None:
-    """Every scorer on every inner split of the labelled source and the unlabelled target (one fit per split)."""
+    """Every scorer on every inner split of the labelled source and the unlabelled target (one fit and one
+    prediction per input per split, shared by the scorers)."""
     source, target = task.source_outputs("train"), task.target_outputs()
     Xs, ys, Xt = source.feats.astype(np.float64), source.y, target.feats.astype(np.float64)
     scorers = {name: load_scorer(name) for name in scoring["scorers"]}
@@ -83,7 +84,7 @@ def inner_split_scores(scoring: dict[str, Any], method: Method, task: Task, outp
             for name in scorers:
                 errors.setdefault(name, f"fit on an inner split failed: {error_line(exc)}")
             return
-        candidate = Candidate(model, fresh)
+        candidate = SharedCandidate(model, fresh)
         for name, scorer in scorers.items():
             _score(name, lambda: scorer.score(candidate, view), collected, errors)
 

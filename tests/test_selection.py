@@ -1,10 +1,12 @@
 """Model-selection scorers agree with skada's definitions; target labels reach only the oracle;
-nested CV selects the argmax of the inner scores; cross-scenario selection on records."""
+nested CV selects the argmax of the inner scores, and its shared fits and predictions give exactly the
+scores of unshared ones; cross-scenario selection on records."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import fields
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from shiftbench import scorers
+from shiftbench import methods, scorers
 from shiftbench.errors import ShiftbenchError, UnknownNameError
 from shiftbench.scorers import default_scorers
 from shiftbench.scorers.circular import CircularValidation
@@ -25,7 +27,8 @@ from shiftbench.scorers.snd import SoftNeighbourhoodDensity
 from shiftbench.scorers.source_accuracy import SourceAccuracy
 from shiftbench.scoring import (Candidate, LabelledTarget, Scorer, UnlabelledTarget, ValidationView, dev_risk,
                                 prediction_entropy, soft_neighbourhood_density)
-from shiftbench.selection import (best_params, domain_shuffle_splits, grid_scores, nested_cv,
+from shiftbench.grids import expand
+from shiftbench.selection import (SharedCandidate, best_params, domain_shuffle_splits, grid_scores, nested_cv,
                                   selection_table)
 
 skada = pytest.importorskip("skada")
@@ -188,6 +191,111 @@ def test_nested_cv_selects_the_inner_argmax_and_reports_outer_accuracy(problem):
     assert best_params(scores) == {"a": {"C": 2}}
     table = selection_table(res.assign(method="lr"))
     assert list(table.columns) == ["method", "source_accuracy", "importance_weighted", "oracle (oracle)"]
+
+
+# ------------------------------------------------------------- shared work, identical scores
+def unshared_scores(make, grid, Xs, ys, Xt, yt, splits, chosen) -> list[float]:
+    """The definition: every point fitted afresh on every split, a plain candidate handed to every scorer."""
+    out = []
+    for params in expand(grid):
+        for sp in splits:
+            view = sp.view(Xs, ys, Xt)
+            model = make(**params)
+            model.fit(view.X_train, view.y_train, Xt[sp.target_train])
+            cand = Candidate(model, lambda: make(**params))
+            out += [s.score(cand, view, LabelledTarget(Xt[sp.target_test], yt[sp.target_test]))
+                    if s.needs_target_labels else s.score(cand, view) for s in chosen.values()]
+    return out
+
+
+def candidate_scorers() -> dict[str, Scorer]:
+    """Every registered scorer that judges fitted domain adapters."""
+    return {name: s for name, s in default_scorers().items() if "domain" in s.families()}
+
+
+#: a skada plugin whose grid points share the fitted adapter (KMM) across the base estimator's C
+KMM_SVC = partial(methods.load, "skada_kmm", base="svc", standardise=False)
+KMM_BY_C = {"gamma": [0.1, 1.0], "C": [0.1, 1.0, 10.0]}
+
+
+def test_shared_fits_and_predictions_give_the_unshared_scores_exactly(problem):
+    Xs, ys, Xt, yt, *_ = problem
+    chosen = candidate_scorers()
+    splits = domain_shuffle_splits(ys, len(Xt), n_splits=2, seed=0)
+    expected = unshared_scores(KMM_SVC, KMM_BY_C, Xs, ys, Xt, yt, splits, chosen)
+    for n_jobs in (1, 2):
+        scores = grid_scores(KMM_SVC, KMM_BY_C, Xs, ys, Xt, splits, chosen, yt, n_jobs=n_jobs)
+        np.testing.assert_array_equal(scores["score"].to_numpy(), expected)
+        assert scores[["point", "split", "scorer"]].values.tolist() == [
+            [i, k, name] for i in range(6) for k in range(2) for name in chosen]
+
+
+def test_grid_points_that_differ_in_the_final_estimator_share_the_fitted_adapter(problem, monkeypatch):
+    from skada._reweight import KMMReweightAdapter
+
+    Xs, ys, Xt, yt, *_ = problem
+    fits = []
+    fit = KMMReweightAdapter.fit
+    monkeypatch.setattr(KMMReweightAdapter, "fit", lambda self, *a, **k: fits.append(self.gamma) or fit(self, *a, **k))
+    chosen = {"oracle": Oracle(), "snd": SoftNeighbourhoodDensity(), "importance_weighted": ImportanceWeighted()}
+    splits = domain_shuffle_splits(ys, len(Xt), n_splits=2, seed=0)
+    grid_scores(KMM_SVC, KMM_BY_C, Xs, ys, Xt, splits, chosen, yt)
+    assert sorted(fits) == [0.1] * 2 + [1.0] * 2  # once per gamma and split, not once per (gamma, C) and split
+
+
+class CountingLR:
+    """A source-only logistic regression that counts its predictions per input."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def fit(self, Xs, ys, Xt):
+        self.m = LogisticRegression().fit(Xs, ys)
+        return self
+
+    def predict_proba(self, X):
+        self.calls.append((self, np.asarray(X).tobytes()))
+        return self.m.predict_proba(X)
+
+
+def test_scorers_share_one_prediction_per_input(problem):
+    Xs, ys, Xt, yt, *_ = problem
+    shared, unshared = [], []
+    chosen = candidate_scorers()
+    splits = domain_shuffle_splits(ys, len(Xt), n_splits=2, seed=0)
+    scores = grid_scores(lambda: CountingLR(shared), {}, Xs, ys, Xt, splits, chosen, yt)
+    expected = unshared_scores(lambda: CountingLR(unshared), {}, Xs, ys, Xt, yt, splits, chosen)
+    np.testing.assert_array_equal(scores["score"].to_numpy(), expected)
+    assert np.isfinite(expected).all()
+    # oracle, circular validation, MixVal, entropy and SND all predict the target part, source accuracy, IW and
+    # DEV the source validation part: unshared, a model predicts an input many times; shared, once
+    assert len(set(unshared)) < len(unshared) and len(set(shared)) == len(shared)
+    assert {x for _, x in shared} == {x for _, x in unshared}
+    # a scorer that writes into the arrays it gets cannot change what the next one sees
+    cand = SharedCandidate(CountingLR([]).fit(Xs, ys, Xt), lambda: CountingLR([]))
+    first = cand.predict_proba(Xt)
+    kept = first.copy()
+    first[:] = 0
+    np.testing.assert_array_equal(cand.predict_proba(Xt), kept)
+
+
+def test_cell_inner_split_scores_are_the_unshared_scores(problem):
+    """A cell's ``inner_splits`` scores (shared predictions) are the means of the definition's, split for split."""
+    from types import SimpleNamespace
+
+    from shiftbench.cell_scoring import _fresh, cell_scores
+    from shiftbench.families import Outputs
+
+    Xs, ys, Xt, yt, *_ = problem
+    task = SimpleNamespace(random_state=3, source_outputs=lambda split: Outputs(Xs, np.zeros((len(Xs), 2)), ys),
+                           target_outputs=lambda: Outputs(Xt, np.zeros((len(Xt), 2)), None))
+    chosen = {n: s for n, s in candidate_scorers().items() if not s.needs_target_labels}
+    scoring = {"kind": "inner_splits", "scorers": list(chosen), "n_splits": 3, "test_size": 0.2}
+    method = KMM_SVC(C=0.1)
+    splits = domain_shuffle_splits(ys, len(Xt), 3, 0.2, task.random_state)
+    expected = np.reshape(unshared_scores(lambda: _fresh(method), {}, Xs.astype(np.float64), ys, Xt.astype(np.float64),
+                                          None, splits, chosen), (len(splits), len(chosen))).mean(0)
+    assert cell_scores(scoring, method, task, None) == {"scores": dict(zip(chosen, expected)), "score_errors": {}}
 
 
 def test_reproduction_quick_run(monkeypatch):
