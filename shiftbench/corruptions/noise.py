@@ -70,14 +70,33 @@ def shot_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Poisson(x * photons) / photons, sampled exactly by inverting the CDF of each 8-bit level."""
     (photons,) = p
     flat_cdf, inverse, k_max = _poisson_tables(float(photons))
-    levels = (x * 255).round().to(torch.int64).numpy()
     u = ops.draw(rngs, lambda r: r.random(x.shape[1:])).numpy()
-    bucket = (u * QUANTILE_BUCKETS).astype(np.int64)
-    lo, hi = inverse[levels, bucket], inverse[levels, bucket + 1]
-    counts = lo.astype(np.int64)
-    ambiguous = lo != hi  # the bucket spans several counts: search the exact CDF row
-    if ambiguous.any():
-        lv = levels[ambiguous]
-        exact = np.searchsorted(flat_cdf, u[ambiguous] + lv, side="left") - lv * k_max
-        counts[ambiguous] = np.clip(exact, lo[ambiguous], hi[ambiguous])
-    return torch.from_numpy(counts.astype(np.float32) / np.float32(photons))
+    out = np.empty(x.shape, dtype=np.float32)
+    _invert_poisson(x.contiguous().numpy(), u, flat_cdf, inverse, k_max, np.float32(photons), out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(cache=True)
+def _invert_poisson(x: np.ndarray, u: np.ndarray, flat_cdf: np.ndarray, inverse: np.ndarray, k_max: int,
+                    photons: np.float32, out: np.ndarray) -> None:  # pragma: no cover - jitted
+    """out = (smallest count k with CDF_level(k) >= u) / photons, one pass: the bucket of u bounds k
+    by the inverse-CDF table; where the bound is not tight, binary search the level's row of the
+    flattened CDF (compared as u + level against CDF + level, the rounding of a global search)."""
+    flat_x, flat_u, flat_out = x.reshape(-1), u.reshape(-1), out.reshape(-1)
+    for k in range(flat_x.size):
+        level = np.int64(np.rint(flat_x[k] * np.float32(255)))
+        v = flat_u[k]
+        bucket = np.int64(v * QUANTILE_BUCKETS)
+        lo, hi = inverse[level, bucket], inverse[level, bucket + 1]
+        count = lo
+        if lo != hi:
+            target = v + level
+            left, right = level * k_max, (level + 1) * k_max
+            while left < right:
+                mid = (left + right) // 2
+                if flat_cdf[mid] < target:
+                    left = mid + 1
+                else:
+                    right = mid
+            count = min(max(left - level * k_max, lo), hi)
+        flat_out[k] = np.float32(count) / photons
