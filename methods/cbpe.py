@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.utils.extmath import _approximate_mode
 
 from shiftbench.arrays import check_labels, check_matrix, check_probs, to_numpy
 from shiftbench.chunks import Chunks, make_chunks
@@ -109,6 +109,26 @@ CALIBRATION_TEST_SIZE = 0.1
 MIN_CALIBRATION_ROWS = 11
 
 
+def stratified_shuffle_splits(y: np.ndarray, n_splits: int, test_size: float,
+                              seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, test) indices of scikit-learn's ``StratifiedShuffleSplit(n_splits, test_size=test_size,
+    random_state=seed)`` on labels ``y``, drawn from the same random stream in the same order (so identical),
+    with the per-class parts joined as arrays rather than through Python lists; ``y`` holds every class twice."""
+    classes, y_indices, class_counts = np.unique(y, return_inverse=True, return_counts=True)
+    n_test = int(np.ceil(test_size * len(y)))
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    splits = []
+    for _ in range(n_splits):
+        n_i = _approximate_mode(class_counts, len(y) - n_test, rng)
+        t_i = _approximate_mode(class_counts - n_i, n_test, rng)
+        parts = [members.take(rng.permutation(len(members)), mode="clip") for members in class_indices]
+        train = np.concatenate([part[:n] for part, n in zip(parts, n_i)])
+        test = np.concatenate([part[n:n + t] for part, n, t in zip(parts, n_i, t_i)])
+        splits.append((rng.permutation(train), rng.permutation(test)))
+    return splits
+
+
 def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: int = 10) -> bool:
     """Whether isotonic recalibration lowers the ECE of binary score ``p`` (NannyML's rule)."""
     if len(np.unique(y)) == 1 or roc_auc_score(y, p) > 0.999:
@@ -120,9 +140,8 @@ def needs_calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10, n_splits: 
         raise ShiftbenchError(f"reference_proba has {len(y)} rows, too few to judge calibration: each stratified "
                               f"test split ({CALIBRATION_TEST_SIZE:.0%}) needs both classes; give at least "
                               f"{MIN_CALIBRATION_ROWS} rows")
-    splits = StratifiedShuffleSplit(n_splits=n_splits, test_size=CALIBRATION_TEST_SIZE, random_state=42).split(p, y)
     ys, raw, cal = [], [], []
-    for train, test in splits:
+    for train, test in stratified_shuffle_splits(y, n_splits, CALIBRATION_TEST_SIZE, 42):
         ys.append(y[test])
         raw.append(p[test])
         cal.append(isotonic().fit(p[train], y[train]).predict(p[test]))

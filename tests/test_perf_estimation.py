@@ -100,6 +100,27 @@ def test_cbpe_binary_matches_nannyml(nml, ties):
     assert_same_as_nannyml(theirs, ours2)
 
 
+def test_cbpe_matches_nannyml_on_census_like_period_chunks(nml):
+    """Like the census check: 30 period chunks of unequal sizes, chunked by NannyML from a daily timestamp
+    (its period chunker) and by shiftbench from the period labels; the estimates are identical."""
+    rng = np.random.default_rng(3)
+    p_ref, y_ref = binary_data(6000, 2, power=0.6)
+    periods = np.sort(rng.integers(0, 30, 9000))
+    p_an = np.clip(binary_data(9000, 4)[0] + 0.02 * periods / 30, 0, 1)
+    ref = pd.DataFrame({"p": p_ref, "y": y_ref, "pred": (p_ref > 0.5).astype(int), "t": pd.Timestamp("2019-01-01")})
+    an = pd.DataFrame({"p": p_an, "pred": (p_an > 0.5).astype(int),
+                       "t": pd.Timestamp("2020-01-01") + pd.to_timedelta(periods, "D")})
+    est = nml.CBPE(metrics=METRICS, y_pred_proba="p", y_pred="pred", y_true="y", problem_type="classification_binary",
+                   timestamp_column_name="t", chunk_period="D").fit(ref)
+    theirs = est.estimate(an).filter(period="analysis").to_df()
+    cbpe = CBPE(metrics=METRICS).fit(p_ref, y_ref)
+    assert (cbpe.calibrators_[1] is not None) == est.needs_calibration
+    ours = cbpe.estimate(p_an, periods=periods)
+    assert len(theirs) == len(ours) == 30 and len(np.unique(ours["n"])) > 10
+    for m in METRICS:  # estimates only: NannyML's alert band here comes from its one reference period
+        np.testing.assert_allclose(ours[m], theirs[(m, "value")].astype(float), rtol=0, atol=1e-12, err_msg=m)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cbpe_binary_calibration_decision_matches_nannyml(nml, seed):
     """Calibrated scores on a grid: the ECE comparison goes either way depending on the sample."""
