@@ -108,6 +108,20 @@ def test_same_output_alone_or_in_a_batch(name):
     np.testing.assert_array_equal(corrupt(batch[::-1], name, 3, seed=7), together[::-1])
 
 
+def test_image_generators_are_philox_keyed_by_the_image_hash():
+    import hashlib
+
+    from shiftbench.corruptions import ImageGenerators
+
+    batch = np.random.default_rng(2).integers(0, 256, (2, 32, 33, 3), dtype=np.uint8)
+    for image, rng in zip(batch, ImageGenerators(batch, "fog", 5)):
+        digest = hashlib.sha256(f"5|fog|{batch.shape[1:]}|".encode() + image.tobytes()).digest()
+        expected = np.random.Generator(np.random.Philox(key=int.from_bytes(digest[:16], "little")))
+        assert str(rng.bit_generator.state) == str(expected.bit_generator.state)
+        np.testing.assert_array_equal(rng.random(50), expected.random(50))
+        np.testing.assert_array_equal(rng.normal(size=50), expected.normal(size=50))
+
+
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "glass_blur", "motion_blur", "snow", "fog", "spatter"])
 def test_seed_changes_random_corruptions(name):
     image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)

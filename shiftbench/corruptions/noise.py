@@ -22,13 +22,13 @@ Rngs = Sequence[np.random.Generator]
 def gaussian_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Add N(0, scale^2) noise to every pixel and channel."""
     (scale,) = p
-    return x + ops.draw_normal(rngs, x.shape[1:], std=scale)
+    return ops.draw_normal(rngs, x.shape[1:], std=scale).add_(x)
 
 
 def speckle_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
     """Multiplicative noise: x + x * N(0, scale^2)."""
     (scale,) = p
-    return x + x * ops.draw_normal(rngs, x.shape[1:], std=scale)
+    return ops.draw_normal(rngs, x.shape[1:], std=scale).mul_(x).add_(x)  # in place: no temporaries
 
 
 def impulse_noise(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
