@@ -29,6 +29,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -58,12 +59,50 @@ class Selected:
     unit: tuple[str, ...] = ("scenario", "seed")
 
 
+def indexed(kind: str) -> dict[str, dict[str, Any]]:
+    """The plugin index's fields of every plugin of ``kind`` (:func:`~shiftbench.plugin_index.plugin_metadata`)
+    where this process has imported no plugin, so that a protocol applied to stored records (``shiftbench
+    table``) imports none; ``{}`` where it has: then the registries are the truth."""
+    from shiftbench.plugin_index import plugins_imported
+
+    return {} if plugins_imported() else _index_section(kind)
+
+
+@lru_cache(maxsize=None)
+def _index_section(kind: str) -> dict[str, dict[str, Any]]:
+    from shiftbench.plugin_index import catalog
+
+    return catalog().section(kind)
+
+
 def method_family(name: str) -> str:
-    """The family of method plugin ``name`` (imports the method registry: only a run or a selecting
-    protocol needs it)."""
+    """The family of method plugin ``name``."""
+    fields = indexed("methods").get(name)
+    if fields is not None:
+        return fields["family"]
     from shiftbench import methods
 
     return methods.registry.get(name).family
+
+
+def scorer_traits() -> dict[str, dict[str, Any]]:
+    """Every registered scorer -> its ``protocols``, ``families`` and ``oracle`` (whether it reads the target
+    labels), in registry order."""
+    found = indexed("scorers")
+    if found:
+        return found
+    from shiftbench import scorers
+
+    return {name: {"protocols": cls.protocols(), "families": cls.families(), "oracle": bool(cls.needs_target_labels)}
+            for name, cls in scorers.registry.scan_all().items()}
+
+
+def check_scorer_name(name: str) -> None:
+    """Raise the registry's error for a scorer name that is not registered (listing the valid ones)."""
+    if name not in scorer_traits():
+        from shiftbench import scorers
+
+        scorers.registry.get(name)
 
 
 class Protocol(ABC):
@@ -102,15 +141,12 @@ class Protocol(ABC):
                 raise ShiftbenchError("selection.scorers needs a selection protocol (selection.protocol=nested_cv "
                                       "or cross_scenario)")
             return []
-        from shiftbench import scorers as scorer_registry
-
-        usable = [n for n, c in scorer_registry.registry.scan_all().items()
-                  if cls.name in c.protocols() and not c.needs_target_labels]
+        usable = [n for n, t in scorer_traits().items() if cls.name in t["protocols"] and not t["oracle"]]
         if names is None:
             return usable
         names = [n for n in names if n not in (ORACLE, VALIDATION)]  # always reported
         for name in names:
-            scorer_registry.registry.get(name)  # unknown names fail here, listing valid ones
+            check_scorer_name(name)  # unknown names fail here, listing valid ones
             if name not in usable:
                 raise ShiftbenchError(f"scorer {name!r} cannot score under selection.protocol={cls.name}; "
                                       f"scorers that can: {', '.join(usable)}")
@@ -135,9 +171,10 @@ class Protocol(ABC):
 
     def scorers_for(self, family: str) -> list[str]:
         """The run's scorers that can judge settings of ``family``."""
-        from shiftbench import scorers as scorer_registry
-
-        return [n for n in self.scorers if family in scorer_registry.registry.get(n).families()]
+        traits = scorer_traits()
+        for name in self.scorers:
+            check_scorer_name(name)
+        return [n for n in self.scorers if family in traits[n]["families"]]
 
     def check(self, cells: list[Cell]) -> None:
         """Protocol-specific checks of the cells, before anything is computed."""
