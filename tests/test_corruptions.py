@@ -251,6 +251,22 @@ def test_jpeg_and_pixelate_are_pillows_exactly(channels):
             np.testing.assert_array_equal(corrupt(image, "pixelate", severity), np.asarray(small.resize((w, h), Image.NEAREST)))
 
 
+@pytest.mark.parametrize("shape", [(32, 32, 3), (37, 50, 3), (64, 33, 1), (63, 64, 3)])
+def test_compiled_pixelate_is_pillows_exactly(shape):
+    """Small images take the compiled copy of Pillow's BOX resampling: every factor of both presets, odd sizes."""
+    from shiftbench.corruptions import digital
+
+    assert shape[0] * shape[1] <= digital.COMPILED_PIXELATE_PIXELS
+    image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    h, w = shape[:2]
+    pil = Image.fromarray(image[..., 0] if shape[-1] == 1 else image)
+    for factor in (0.6, 0.5, 0.4, 0.3, 0.25, 0.95, 0.9, 0.85, 0.75, 0.65):
+        small = pil.resize((int(w * factor), int(h * factor)), Image.BOX)
+        for upsample, pillow_filter in (("nearest", Image.NEAREST), ("box", Image.BOX)):
+            expected = np.asarray(small.resize((w, h), pillow_filter)).reshape(shape)
+            np.testing.assert_array_equal(digital.pixelate(image, (factor, upsample)), expected)
+
+
 def test_plasma_fractal_is_the_diamond_square_recursion():
     """Every new point is the mean of its four wrapping neighbours plus wibble^2 * (2u - 1), with u
     the generator's uniforms in order; the maps are then scaled to [0, 1]."""

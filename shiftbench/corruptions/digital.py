@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,19 +78,90 @@ def jpeg_compression(image: np.ndarray, p: tuple) -> np.ndarray:
 def pixelate(image: np.ndarray, p: tuple) -> np.ndarray:
     """Pillow BOX downscale by ``factor``, then back up with NEAREST (imagecorruptions) or BOX (CIFAR-10-C).
 
-    The downscale goes through Pillow itself: its resampling loop is already tight C code, and batched
-    re-implementations (tried: fixed-point matrix passes; compiled two-pass loops) were slower at 224 px.
+    Images up to ``COMPILED_PIXELATE_PIXELS`` go through a compiled copy of Pillow's fixed-point BOX
+    resampling (4x faster at 32 px, where Pillow's per-call overhead dominates); larger ones through
+    Pillow itself, whose resampling loop is tight C code that compiled loops did not beat at 224 px.
     The NEAREST upscale is OpenCV's INTER_NEAREST_EXACT, which picks the same pixels as Pillow, faster."""
     import cv2
     from PIL import Image
 
     factor, upsample = p
     h, w = image.shape[:2]
+    small_size = (int(w * factor), int(h * factor))
+    if h * w <= COMPILED_PIXELATE_PIXELS:
+        out = np.empty_like(image)
+        cols, rows = pillow_box_runs(w, small_size[0]), pillow_box_runs(h, small_size[1])
+        _box_pixelate(image, *cols, *rows, _upsample_index(small_size[1], h, upsample),
+                      _upsample_index(small_size[0], w, upsample), out)
+        return out
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    small = pil.resize((int(w * factor), int(h * factor)), Image.BOX)
+    small = pil.resize(small_size, Image.BOX)
     if upsample == "nearest":
         return cv2.resize(np.asarray(small), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).reshape(image.shape)
     return np.asarray(small.resize((w, h), Image.BOX)).reshape(image.shape)
+
+
+COMPILED_PIXELATE_PIXELS = 64 * 64
+PILLOW_PRECISION_BITS = 22  # Pillow's fixed-point coefficients for 8-bit images
+
+
+@lru_cache(maxsize=64)
+def pillow_box_runs(size: int, new_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pillow's BOX resampling of ``size`` pixels to ``new_size``: for each output pixel the run
+    [start, stop) of input pixels with weight 1 and their fixed-point coefficient (1 / run length)."""
+    scale = size / new_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    starts, stops, coefs = [], [], []
+    for out in range(new_size):
+        centre = (out + 0.5) * scale
+        first, last = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size)
+        inside = [x for x in range(first, last) if -0.5 < (x - centre + 0.5) * (1.0 / filterscale) <= 0.5]
+        starts.append(inside[0])
+        stops.append(inside[-1] + 1)  # the box is an interval: its pixels are consecutive
+        coefs.append(int(0.5 + 1.0 / len(inside) * (1 << PILLOW_PRECISION_BITS)))
+    return np.array(starts), np.array(stops), np.array(coefs)
+
+
+@lru_cache(maxsize=64)
+def _upsample_index(small: int, size: int, upsample: str) -> np.ndarray:
+    """Which small pixel each of ``size`` output pixels copies: OpenCV's INTER_NEAREST_EXACT (Pillow's
+    NEAREST) or Pillow's BOX upscale, whose box always holds exactly one input pixel."""
+    import cv2
+
+    if upsample == "box":
+        return pillow_box_runs(small, size)[0]
+    index = np.arange(small, dtype=np.float32)[None, :]
+    return cv2.resize(index, (size, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0].astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _box_pixelate(image, col_start, col_stop, col_coef, row_start, row_stop, row_coef, up_rows, up_cols,
+                  out):  # pragma: no cover - jitted
+    """Pillow's two fixed-point passes (rows, then columns, rounded to 8 bits after each), then the
+    upscale as a gather into ``out``."""
+    h, w, c = image.shape
+    half = np.int64(1) << (PILLOW_PRECISION_BITS - 1)
+    wide = np.empty((h, col_start.size, c), np.int64)
+    small = np.empty((row_start.size, col_start.size, c), np.uint8)
+    for y in range(h):
+        for j in range(col_start.size):
+            for ch in range(c):
+                total = np.int64(0)
+                for x in range(col_start[j], col_stop[j]):
+                    total += image[y, x, ch]
+                wide[y, j, ch] = min((total * col_coef[j] + half) >> PILLOW_PRECISION_BITS, 255)
+    for r in range(row_start.size):
+        for j in range(col_start.size):
+            for ch in range(c):
+                total = np.int64(0)
+                for y in range(row_start[r], row_stop[r]):
+                    total += wide[y, j, ch]
+                small[r, j, ch] = min((total * row_coef[r] + half) >> PILLOW_PRECISION_BITS, 255)
+    for y in range(h):
+        for x in range(w):
+            for ch in range(c):
+                out[y, x, ch] = small[up_rows[y], up_cols[x], ch]
 
 
 def elastic_transform(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
