@@ -231,6 +231,7 @@ class ConfidenceBasedEstimator:
         self.n_classes_ = self.reference_scores_.shape[1]
         self.reference_y_ = check_labels(y, self.n_classes_, "reference_y", n=len(self.reference_scores_))
         self.reference_pred_ = predicted_classes(pred, self.reference_scores_, "reference_pred")
+        self._bands_by_size: dict[tuple[int, tuple[str, ...]], dict[str, tuple[float, float]]] = {}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "reference_scores_"):
@@ -249,8 +250,15 @@ class ConfidenceBasedEstimator:
         return make_chunks(n, chunk_size, periods)
 
     def bands(self, chunks: Chunks) -> dict[str, tuple[float, float]]:
-        """Alert band per metric from the reference chunked like ``chunks`` (their median size)."""
+        """Alert band per metric from the reference chunked like ``chunks`` (their median size); computed once
+        per median size, as a stream of single-chunk calls asks for the same band again and again."""
         size = max(int(np.median(chunks.sizes())), 1)
+        key = (size, self.metrics)
+        if key not in self._bands_by_size:
+            self._bands_by_size[key] = self._reference_bands(size)
+        return dict(self._bands_by_size[key])
+
+    def _reference_bands(self, size: int) -> dict[str, tuple[float, float]]:
         ref_size = min(size, max(len(self.reference_y_) // MIN_REFERENCE_CHUNKS, 1))
         ref_chunks = make_chunks(len(self.reference_y_), chunk_size=ref_size)
         realised = realised_metrics(self.reference_y_, self.reference_scores_, self.reference_pred_, ref_chunks,
