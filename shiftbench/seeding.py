@@ -29,7 +29,6 @@ those generators had before, so their draws are unchanged. For example::
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from shiftbench.errors import UnknownNameError
 
@@ -68,6 +67,8 @@ def int_seed(seed: int, purpose: str) -> int:
 
 def seed_globals(seed: int) -> None:
     """Seed numpy's and torch's global generators for a method under the cell seed ``seed``."""
+    import torch  # here, so that reading records and scenarios (``shiftbench table``) never imports torch
+
     state = int_seed(seed, "method")
     np.random.seed(state)
     torch.manual_seed(state)
