@@ -32,6 +32,7 @@ from shiftbench.plugin_index import Catalog
 HEAVY = ("torch", "sklearn", "skada", "wilds", "timm")
 #: the commands that must start light once the index is warm
 COMMANDS = (["list"], ["list", "methods"], ["list", "methods", "-v"], ["list", "datasets"], ["list", "scorers"],
+            ["list", "models"], ["list", "experiments"], ["list", "suites"],
             ["reproduce", "--list"], ["check-method", "--list"], ["--help"], ["data", "info", "digits"])
 #: runs each command given (JSON) in one interpreter: stdout, stderr and the heavy modules imported so far
 RUNNER = """
