@@ -385,3 +385,19 @@ def test_bad_inputs_give_clear_errors():
         CBPE().fit(p, y).estimate(p, chunk_size=10, periods=np.zeros(len(p)))
     with pytest.raises(ShiftbenchError, match="X_ref"):
         MCBPE().fit(np.zeros((3, 2)), p, y)
+
+
+@pytest.mark.parametrize("counts", [(50, 50), (3, 997), (70, 70, 70, 90), (120, 40, 2, 2, 300)])
+def test_cbpe_calibration_splits_equal_scikit_learns(counts):
+    """CBPE draws its calibration splits itself (without scikit-learn's per-element lists); they must be
+    StratifiedShuffleSplit's, index for index, for shuffled labels, imbalance and tied class counts."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    from shiftbench.methods.cbpe import CALIBRATION_TEST_SIZE, stratified_shuffle_splits
+
+    y = np.random.default_rng(len(counts)).permutation(np.repeat(np.arange(len(counts)), counts))
+    ours = stratified_shuffle_splits(y, 3, CALIBRATION_TEST_SIZE, 42)
+    theirs = StratifiedShuffleSplit(3, test_size=CALIBRATION_TEST_SIZE, random_state=42).split(np.zeros(len(y)), y)
+    for (train, test), (train_ref, test_ref) in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(train, train_ref)
+        np.testing.assert_array_equal(test, test_ref)
