@@ -4,8 +4,8 @@ End to end (subprocesses, a private cache dir): once the index is built, ``list`
 ``check-method --list``, ``--help``, ``data info`` of an offline dataset and ``new-method`` import none of
 torch, scikit-learn, skada, wilds or timm, and print byte for byte what the live registries print;
 ``table`` over a store of current records prints what it prints with the plugins imported and imports
-none of them but torch (which the harness modules the store and the metric declarations import still
-pull in: an expected failure until they import it lazily). The code hashes computed from the plugins'
+none of them but torch (which :mod:`shiftbench.families`, imported for the metrics it declares, still
+imports at the top: an expected failure until it imports torch lazily). The code hashes computed from the plugins'
 module names without importing them equal :func:`~shiftbench.identity.plugin_code` of every registered
 plugin, and the key of a record recomputed from them equals the runner's cell key. In process
 (a throwaway package standing in for the plugin folders, a counting stand-in for the import of every
@@ -151,9 +151,8 @@ def test_table_on_current_records_reads_the_index_and_prints_what_the_registries
     assert "gap to oracle" in warm[2][1] and "| domain_classifier_iw " in warm[2][1]
 
 
-@pytest.mark.xfail(strict=True, reason="shiftbench.store imports shiftbench.scenarios (-> dataset -> seeding: "
-                   "`import torch` at the top) and shiftbench.metric_facts imports shiftbench.families (torch); "
-                   "harness files, frozen here")
+@pytest.mark.xfail(strict=True, reason="shiftbench.metric_facts imports shiftbench.families (`import torch` at "
+                   "the top) for the metrics it declares; harness files, frozen here")
 def test_table_does_not_import_torch(tables):
     assert [fast[3] for fast in tables[1]] == [[]] * 4
 
