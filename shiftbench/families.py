@@ -41,11 +41,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 
 from shiftbench.arrays import check_matrix, check_probs, softmax
 from shiftbench.cache import ArrayCache, code_version
@@ -53,8 +52,12 @@ from shiftbench.dataset import DataFacts, Dataset, Split, UnlabelledSplit
 from shiftbench.errors import ShiftbenchError
 from shiftbench.hyperparameters import Hyperparameter
 from shiftbench.metric_facts import MetricFacts, register_metric
-from shiftbench.model import SourceModel
 from shiftbench.seeding import generator, int_seed
+
+if TYPE_CHECKING:  # torch is imported where a cell runs, so reading records (shiftbench table) never imports it
+    import torch
+
+    from shiftbench.model import SourceModel
 
 
 @dataclass
@@ -320,6 +323,8 @@ class Method(ABC):
 
     def run(self, task: Task) -> Any:
         """The one lifecycle: seed, ``prepare``, ``process`` each batch, ``collect``. Plugins do not override it."""
+        import torch
+
         self.random_state = task.random_state
         torch.manual_seed(task.random_state)
         self.prepare(task)
@@ -386,6 +391,8 @@ class ModelAdapter(PredictionMethod):
         ...
 
     def checked(self, answer: Any, batch: Batch) -> np.ndarray:
+        import torch
+
         check_matrix(answer, f"logits returned by method {self.name!r} for a target batch", n_rows=len(batch))
         return torch.softmax(answer.detach().double(), 1).cpu().numpy()
 

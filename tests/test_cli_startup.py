@@ -151,8 +151,6 @@ def test_table_on_current_records_reads_the_index_and_prints_what_the_registries
     assert "gap to oracle" in warm[2][1] and "| domain_classifier_iw " in warm[2][1]
 
 
-@pytest.mark.xfail(strict=True, reason="shiftbench.metric_facts imports shiftbench.families (`import torch` at "
-                   "the top) for the metrics it declares; harness files, frozen here")
 def test_table_does_not_import_torch(tables):
     assert [fast[3] for fast in tables[1]] == [[]] * 4
 
