@@ -38,6 +38,7 @@ from sklearn.model_selection import GridSearchCV
 from shiftbench import methods, scorers
 from shiftbench.grids import expand
 from shiftbench.reproductions.skada_bench_simulated import PIPELINE, by_domain, method_factory, method_grid, simulated
+from shiftbench.scoring import check_features
 from shiftbench.selection import DomainSplit, StepCache, best_params, fit_candidate, grid_scores
 
 warnings.filterwarnings("ignore")
@@ -114,8 +115,10 @@ def skada_side(make, points, X, y_masked, domain, y_true, splits, Xt, yt, n_jobs
 
 
 def shiftbench_side(make, points, Xs, ys, Xt, yt, splits, n_jobs):
-    """shiftbench: grid_scores on the same splits, argmax per scorer, one refit per distinct setting (sharing
-    fitted adapters, as nested_cv's refits do)."""
+    """shiftbench: grid_scores on the same splits (the features as float64 matrices, as nested_cv hands them
+    over; the plugins compute in float64 either way), argmax per scorer, one refit per distinct setting
+    (sharing fitted adapters, as nested_cv's refits do)."""
+    Xs, Xt = check_features(Xs, "X_source"), check_features(Xt, "X_target")
     chosen_scorers = {name: scorers.load(name) for name in SCORERS}
     chosen = best_params(grid_scores(make, points, Xs, ys, Xt, splits, chosen_scorers, yt, n_jobs))
     refits: dict[str, float] = {}

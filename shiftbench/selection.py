@@ -184,7 +184,7 @@ def grid_scores(make: Factory, grid: Grid, Xs: np.ndarray, ys: np.ndarray, Xt: n
 def _score_points(make: Factory, points: list[dict[str, Any]], Xs, ys, Xt, yt, sp: DomainSplit,
                   scorers: dict[str, Scorer]) -> list[list[float]]:
     """Every scorer's score of each of ``points`` fitted on split ``sp``, the points sharing fitted steps."""
-    view, cache = sp.view(Xs, ys, Xt), StepCache()
+    view, cache = sp.view(Xs, ys, Xt), StepCache() if len(points) > 1 else None
     rows = []
     for params in points:
         try:
