@@ -21,8 +21,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from shiftbench.cache import error_line, stable_hash
-from shiftbench.identity import identity_of_codes, module_code, scoring_of_codes
+from shiftbench.cache import error_line
+from shiftbench.identity import cell_key, identity_of_codes, module_code, scoring_of_codes
 from shiftbench.plugin_index import Catalog, catalog, plugins_imported
 from shiftbench.store import RecordStore, records_frame
 
@@ -71,7 +71,7 @@ def indexed_key(cell: dict[str, Any], index: Catalog) -> str | None:
     identity = identity_of_codes(*codes)
     if cell.get("scoring"):
         identity["scoring_code"] = scoring_of_codes(scorers)
-    return stable_hash({**cell, **identity}, length=20)
+    return cell_key(cell, identity)
 
 
 @dataclass

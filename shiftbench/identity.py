@@ -154,3 +154,10 @@ def scoring_of_codes(scorer_codes: tuple[str, ...]) -> str:
     """:func:`scoring_identity` from the scorers' code hashes."""
     parts = [code_hash(("shiftbench.cell_scoring",)), *scorer_codes]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def cell_key(cell: dict[str, Any], identity: dict[str, str]) -> str:
+    """A cell's key: the hash of what it computes (``Cell.as_dict()``) and of the code it depends on."""
+    from shiftbench.cache import stable_hash  # numpy: not for the plugin index, which hashes code only
+
+    return stable_hash({**cell, **identity}, length=20)

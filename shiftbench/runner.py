@@ -42,13 +42,13 @@ from shiftbench import datasets as dataset_registry
 from shiftbench import methods as method_registry
 from shiftbench import grids
 from shiftbench import scorers as scorer_registry
-from shiftbench.cache import ArrayCache, FileWriteError, set_aside, stable_hash
+from shiftbench.cache import ArrayCache, FileWriteError, set_aside
 from shiftbench.cell_scoring import cell_scores
 from shiftbench.claims import Claims
 from shiftbench.dataset import check_dataset_for_run, load_for_seed
 from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Task, Truth
-from shiftbench.identity import cell_identity, scoring_identity
+from shiftbench.identity import cell_identity, cell_key, scoring_identity
 from shiftbench.models import build_model
 from shiftbench.models import registry as model_registry
 from shiftbench.progress import LogProgress, RelayProgress, RelayStream, progress_bar, write_above
@@ -112,7 +112,7 @@ class Cell:
     def key(self) -> str:
         # the code is part of the cell: a changed plugin, training recipe, adapter or harness
         # recomputes the cells that depend on it, and only those
-        return stable_hash({**self.as_dict(), **self.identity()}, length=20)
+        return cell_key(self.as_dict(), self.identity())
 
 
 @lru_cache(maxsize=None)
