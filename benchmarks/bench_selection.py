@@ -153,6 +153,8 @@ def main() -> None:
     args = parser.parse_args()
     sklearn.set_config(enable_metadata_routing=True)
     Xs, ys, Xt, yt = by_domain(*simulated("covariate_shift", 0))
+    # float64, as nested_cv hands features over, for both sides: the same arrays, so equal selections are expected
+    Xs, Xt = np.asarray(Xs, dtype=np.float64), np.asarray(Xt, dtype=np.float64)
     X, y_masked, domain = stack(Xs, ys, Xt)
     y_true = np.r_[ys, yt]
     splits = list(StratifiedDomainShuffleSplit(N_SPLITS, test_size=0.2, random_state=0).split(X, y_masked, domain))
