@@ -125,9 +125,9 @@ def test_matches_the_authors_code_with_augmentation(one_thread):
 def test_matches_the_authors_code_without_augmentation_where_the_update_is_not_rounding(one_thread):
     """Without augmentation the student is the teacher on the first batch, so the consistency loss's gradient
     (softmax(student) - softmax(teacher)) is zero up to rounding, and Adam's normalisation turns that rounding
-    into steps of up to lr: after the first update both codes follow the machine's rounding (here and in the
-    authors' code alike: 7e-3 apart on the second batch on an AMD EPYC, equal on the machine that produced the
-    numbers). What does not depend on it: the first batch's logits (batch statistics, before any update), and
+    into steps of up to lr: after the first update the trajectory follows the machine's rounding (ours was 7e-3
+    from the authors' recorded logits on the second batch on an AMD EPYC, and matched them on the machine that
+    produced the numbers). What does not depend on it: the first batch's logits (batch statistics, before any update), and
     no parameter moving by more than one Adam step per batch from the source network."""
     want = OFFICIAL["no_augmentation"]
     source = dict(tiny_net().named_parameters())
