@@ -102,7 +102,7 @@ def multirun(overrides: list[str]) -> None:
     """``shiftbench run -m``: check every job of the sweep (:func:`check_sweep`), then run them through
     Hydra's configured sweeper and launcher, as ``--multirun`` on Hydra's own command line would. Each job
     computes in its launcher process (``jobs=1``) unless the overrides set ``jobs``."""
-    if not any(o.startswith("jobs=") for o in overrides):
+    if not any(o.lstrip("+").startswith("jobs=") for o in overrides):
         overrides = [*overrides, "jobs=1"]  # each launcher job is a process already: no workers of its own
     check_sweep(overrides)
     with initialized_hydra(overrides) as hydra:

@@ -222,7 +222,7 @@ def test_sweep_jobs_compute_in_their_launcher_process_unless_the_sweep_sets_jobs
         raise ShiftbenchError("checked")
 
     monkeypatch.setattr(hydra_app, "check_sweep", stop)
-    for overrides in (["seed=0,1"], ["seed=0,1", "jobs=2"]):
+    for overrides in (["seed=0,1"], ["seed=0,1", "jobs=2"], ["seed=0,1", "++jobs=2"]):
         with pytest.raises(ShiftbenchError, match="checked"):
             hydra_app.multirun(overrides)
-    assert seen == [["seed=0,1", "jobs=1"], ["seed=0,1", "jobs=2"]]
+    assert seen == [["seed=0,1", "jobs=1"], ["seed=0,1", "jobs=2"], ["seed=0,1", "++jobs=2"]]
