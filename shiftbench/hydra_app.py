@@ -100,7 +100,10 @@ def unknown_key(exc: Exception, overrides: list[str]) -> ShiftbenchError | None:
 
 def multirun(overrides: list[str]) -> None:
     """``shiftbench run -m``: check every job of the sweep (:func:`check_sweep`), then run them through
-    Hydra's configured sweeper and launcher, as ``--multirun`` on Hydra's own command line would."""
+    Hydra's configured sweeper and launcher, as ``--multirun`` on Hydra's own command line would. Each job
+    computes in its launcher process (``jobs=1``) unless the overrides set ``jobs``."""
+    if not any(o.startswith("jobs=") for o in overrides):
+        overrides = [*overrides, "jobs=1"]  # each launcher job is a process already: no workers of its own
     check_sweep(overrides)
     with initialized_hydra(overrides) as hydra:
         hydra.multirun(config_name="config", task_function=task, overrides=[*overrides, "hydra.mode=MULTIRUN"])
@@ -148,7 +151,7 @@ def results_folder(cfg: dict[str, Any]) -> Path:
 
 
 def settings_from(cfg: dict[str, Any]) -> RunSettings:
-    """The run settings of a resolved config. ``jobs: null`` is the machine's cores (the config's default is 1); a
+    """The run settings of a resolved config. ``jobs: null`` (the config's default) is the machine's cores; a
     config without the key (one written by hand, as in a test) computes in this process."""
     jobs = cfg.get("jobs", 1)
     return RunSettings(store_dir=Path(cfg["store_dir"]), cache_dir=Path(cfg["cache_dir"]), device=str(cfg["device"]),

@@ -80,10 +80,10 @@ def test_plugins():
         yield
 
 
-def test_jobs_defaults_to_one_null_is_the_machine_cores_and_bad_values_are_one_line_errors(tmp_path):
+def test_jobs_defaults_to_the_machine_cores_one_line_errors_for_bad_values(tmp_path):
     cfg = compose([f"store_dir={tmp_path}/s", f"cache_dir={tmp_path}/c"])
-    assert cfg["jobs"] == 1 and settings_from(cfg).jobs == 1
-    assert settings_from({**cfg, "jobs": None}).jobs == machine_cores()
+    assert cfg["jobs"] is None and settings_from(cfg).jobs == machine_cores()
+    assert settings_from({k: v for k, v in cfg.items() if k != "jobs"}).jobs == 1  # a hand-written config
     assert settings_from(compose(["jobs=2", f"cache_dir={tmp_path}/c"])).jobs == 2
     assert settings_from({**cfg, "jobs": 1}).jobs == 1
     for bad in (0, -2, "two", True, 1.5):
@@ -210,3 +210,19 @@ def test_an_interrupt_stops_the_workers_leaves_nothing_half_written_and_the_next
     counts = run_experiment(cfg)
     assert counts["cached"] == len(stored) and counts["ok"] == 4 - len(stored)
     assert all(r["status"] == "ok" for r in records(cfg).values()) and len(records(cfg)) == 4
+
+
+def test_sweep_jobs_compute_in_their_launcher_process_unless_the_sweep_sets_jobs(monkeypatch):
+    from shiftbench import hydra_app
+
+    seen = []
+
+    def stop(overrides):
+        seen.append(list(overrides))
+        raise ShiftbenchError("checked")
+
+    monkeypatch.setattr(hydra_app, "check_sweep", stop)
+    for overrides in (["seed=0,1"], ["seed=0,1", "jobs=2"]):
+        with pytest.raises(ShiftbenchError, match="checked"):
+            hydra_app.multirun(overrides)
+    assert seen == [["seed=0,1", "jobs=1"], ["seed=0,1", "jobs=2"]]
