@@ -57,21 +57,23 @@ def on_levels(fn):
 def jpeg_compression(image: np.ndarray, p: tuple) -> np.ndarray:
     """Encode one uint8 (H, W, C) image as a baseline JPEG at ``quality`` and decode it (a codec has no batch form).
 
-    OpenCV and Pillow drive the same libjpeg-turbo with the same settings (IJG tables, 4:2:0 chroma,
-    integer DCT), so this is bit-identical to the reference's Pillow round trip, and 1.1-5x faster.
-    A grey image is encoded as one channel: the reference's grey -> RGB -> JPEG -> grey trip gives the
-    same levels, since grey RGB has exactly neutral chroma."""
+    The reference's Pillow round trip, bit for bit, through the same libjpeg-turbo settings (IJG tables,
+    4:2:0 chroma, integer DCT, fancy upsampling) with less around the codec: OpenCV encodes (BGR),
+    simplejpeg's TurboJPEG decodes straight to RGB. A grey image is encoded as one channel: the
+    reference's grey -> RGB -> JPEG -> grey trip gives the same levels, since grey RGB has exactly
+    neutral chroma."""
     import cv2
+    import simplejpeg
 
     (quality,) = p
     grey = image.shape[-1] == 1
-    pixels = image[..., 0] if grey else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
+    pixels = image[..., 0] if grey else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {image.shape}")
-    if grey:
-        return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)[..., None]
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR_RGB)
+    decoded = simplejpeg.decode_jpeg(encoded.tobytes(), colorspace="GRAY" if grey else "RGB",
+                                     fastdct=False, fastupsample=False)
+    return decoded.reshape(image.shape)
 
 
 @on_levels
