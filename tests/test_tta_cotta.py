@@ -65,9 +65,9 @@ def fixed_transform(x: torch.Tensor) -> torch.Tensor:
 # returned logits per batch, student/teacher the checksum() of each trained parameter after the three batches.
 # The biases of the conv and linear layers that feed a BatchNorm ("0.bias", "4.bias") are left out: their
 # gradient is zero up to rounding, which Adam's normalisation turns into rounding-dependent steps (the outputs do
-# not depend on them: BatchNorm removes them). Without augmentation the first batch's gradient is zero up to
-# rounding as well (the student is the teacher), hence the checksums' absolute tolerance of 1e-4 (a weight off by
-# one Adam step, 1e-2, would exceed it).
+# not depend on them: BatchNorm removes them); the checksums' absolute tolerance of 1e-4 is below one Adam step
+# (1e-2). Without augmentation only the first batch's logits are kept: after it the trajectory is rounding-driven
+# (see the test).
 OFFICIAL = {'augmentation': {'outputs': [[[-1.159649, 0.005800158, 0.5480219], [1.455285, -2.035933, 1.863857],
                                [3.430417, -4.144195, 3.947575], [1.785505, -2.211178, 1.87102],
                                [0.9504691, -1.000876, 0.3759679], [1.09838, -1.029373, 0.2829212]],
@@ -93,31 +93,13 @@ OFFICIAL = {'augmentation': {'outputs': [[[-1.159649, 0.005800158, 0.5480219], [
                               '5.weight': [0.06614047, -3.837555],
                               '7.bias': [-0.3887013, -1.602531],
                               '7.weight': [3.093655, 23.16067]}},
- 'no_augmentation': {'outputs': [[[-1.485834, 0.486363, -0.0509786], [-0.2779051, -0.1959404, 0.05467132],
-                                  [1.526078, -1.836598, 1.409302], [3.864598, -4.641793, 4.471375],
-                                  [1.874362, -2.176608, 1.715608], [1.784748, -1.815019, 1.109088]],
-                                 [[-0.6907935, 0.1522151, -0.1980081], [3.511024, -4.157419, 3.894333],
-                                  [-0.6558897, 0.1634839, -0.2547869], [2.90585, -3.315871, 2.879178],
-                                  [-0.8114866, 0.2244854, -0.2161097], [2.819929, -3.268252, 2.873433]],
-                                 [[2.194175, -2.62149, 2.255405], [0.8914433, -1.04653, 0.5267226],
-                                  [-0.6587214, 0.1670961, -0.254032], [0.09392399, -1.178618, 1.587177],
-                                  [3.559024, -4.334702, 4.188753], [1.084632, -1.097637, 0.4322211]]],
-                     'student': {'0.weight': [-0.01740175, -37.37441],
-                                 '1.bias': [-0.4032074, -0.8687878],
-                                 '1.weight': [0.7124954, 0.05511367],
-                                 '4.weight': [0.2854973, -0.1015844],
-                                 '5.bias': [0.6930414, 2.603196],
-                                 '5.weight': [0.05773836, -3.867361],
-                                 '7.bias': [-0.3786488, -1.578638],
-                                 '7.weight': [3.079831, 23.11852]},
-                     'teacher': {'0.weight': [-0.02099914, -37.33465],
-                                 '1.bias': [-0.400425, -0.8711931],
-                                 '1.weight': [0.7044591, 0.04288089],
-                                 '4.weight': [0.2189858, -7.322377],
-                                 '5.bias': [0.6952015, 2.611081],
-                                 '5.weight': [0.06614774, -3.852688],
-                                 '7.bias': [-0.3922669, -1.608184],
-                                 '7.weight': [3.09106, 23.18554]}}}
+ 'no_augmentation': {'outputs': [[
+                                  [-1.485834, 0.486363, -0.0509786],
+                                  [-0.2779051, -0.1959404, 0.05467132],
+                                  [1.526078, -1.836598, 1.409302],
+                                  [3.864598, -4.641793, 4.471375],
+                                  [1.874362, -2.176608, 1.715608],
+                                  [1.784748, -1.815019, 1.109088]]]}}
 
 
 @pytest.fixture
@@ -129,16 +111,33 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_matches_the_authors_code_without_and_with_augmentation(one_thread):
-    for run, ap in (("no_augmentation", 0.0), ("augmentation", 1.0)):
-        want = OFFICIAL[run]
-        cotta = CoTTA(tiny_net(), fixed_transform, torch.Generator().manual_seed(0), lr=1e-2, alpha=0.9, rst=0.3, ap=ap)
-        for x, logits in zip(tiny_batches(), want["outputs"]):
-            torch.testing.assert_close(cotta(x), torch.tensor(logits), rtol=1e-5, atol=2e-6)
-        teacher = dict(cotta.teacher.named_parameters())
-        for name, value in want["student"].items():
-            np.testing.assert_allclose(checksum(cotta.params[name]), value, rtol=1e-5, atol=1e-4, err_msg=name)
-            np.testing.assert_allclose(checksum(teacher[name]), want["teacher"][name], rtol=1e-5, atol=1e-4, err_msg=name)
+def test_matches_the_authors_code_with_augmentation(one_thread):
+    want = OFFICIAL["augmentation"]
+    cotta = CoTTA(tiny_net(), fixed_transform, torch.Generator().manual_seed(0), lr=1e-2, alpha=0.9, rst=0.3, ap=1.0)
+    for x, logits in zip(tiny_batches(), want["outputs"]):
+        torch.testing.assert_close(cotta(x), torch.tensor(logits), rtol=1e-5, atol=2e-6)
+    teacher = dict(cotta.teacher.named_parameters())
+    for name, value in want["student"].items():
+        np.testing.assert_allclose(checksum(cotta.params[name]), value, rtol=1e-5, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(checksum(teacher[name]), want["teacher"][name], rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+def test_matches_the_authors_code_without_augmentation_where_the_update_is_not_rounding(one_thread):
+    """Without augmentation the student is the teacher on the first batch, so the consistency loss's gradient
+    (softmax(student) - softmax(teacher)) is zero up to rounding, and Adam's normalisation turns that rounding
+    into steps of up to lr: after the first update both codes follow the machine's rounding (here and in the
+    authors' code alike: 7e-3 apart on the second batch on an AMD EPYC, equal on the machine that produced the
+    numbers). What does not depend on it: the first batch's logits (batch statistics, before any update), and
+    no parameter moving by more than one Adam step per batch from the source network."""
+    want = OFFICIAL["no_augmentation"]
+    source = dict(tiny_net().named_parameters())
+    cotta = CoTTA(tiny_net(), fixed_transform, torch.Generator().manual_seed(0), lr=1e-2, alpha=0.9, rst=0.3, ap=0.0)
+    batches = tiny_batches()
+    torch.testing.assert_close(cotta(batches[0]), torch.tensor(want["outputs"][0]), rtol=1e-5, atol=2e-6)
+    for x in batches[1:]:
+        cotta(x)
+    for name, param in cotta.params.items():
+        assert (param.detach() - source[name].detach()).abs().max() <= len(batches) * 1e-2 * (1 + 1e-4), name
 
 
 # --- a hand-written functional CoTTA step ---------------------------------------------------------------------
