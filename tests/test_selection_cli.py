@@ -23,9 +23,11 @@ CROSS = ["experiment=smoke", "method=[source_only,tent]", "seed=[0]", "+grid.ten
 
 
 def run(tmp_path: Path, name: str, overrides: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run through the CLI; the leaderboard's rows and the records."""
+    """Run through the CLI in this process (jobs=1: worker processes would not see :func:`scramble`'s patch);
+    the leaderboard's rows and the records."""
     results = tmp_path / f"results-{name}"
-    assert main(["run", *overrides, f"store_dir={tmp_path / name}", f"results_dir={results}", "progress=false"]) == 0
+    assert main(["run", *overrides, f"store_dir={tmp_path / name}", f"results_dir={results}", "progress=false",
+                 "jobs=1"]) == 0
     return pd.read_csv(results / "leaderboard.csv", keep_default_na=False), pd.read_csv(results / "records.csv")
 
 
