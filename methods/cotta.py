@@ -40,7 +40,6 @@ seeded with the cell's method seed.
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import numpy as np
@@ -52,6 +51,7 @@ from shiftbench.hyperparameters import Bool, Float, Int
 from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics
 from shiftbench.methods._cotta_augment import CoTTAAugmentation, image_inputs_reason, pixel_map
 from shiftbench.methods._cotta_teacher import ema_update, frozen_copy, require_finite, soft_cross_entropy
+from shiftbench.methods._online import OnlineLoop
 
 QUANTILE = 0.05  # the paper's ap: this quantile of the source confidences ...
 MARGIN = 0.05  # ... minus this margin
@@ -79,7 +79,7 @@ def source_confidence_threshold(probs: np.ndarray) -> float:
     return float(np.quantile(np.asarray(probs).max(1), QUANTILE) - MARGIN)
 
 
-class CoTTA:
+class CoTTA(OnlineLoop):
     """A network wrapped for CoTTA: ``cotta(x)`` returns the teacher's logits of batch ``x`` and adapts on it.
 
     ``augment(x)`` returns one random augmentation of the batch; ``generator`` draws the restore masks."""
@@ -89,31 +89,28 @@ class CoTTA:
                  n_augmentations: int = 32, steps: int = 1, episodic: bool = False):
         CoTTAAdapter.check_setting({"lr": lr, "alpha": alpha, "rst": rst, "ap": ap, "n_augmentations": n_augmentations,
                                     "steps": steps, "episodic": episodic})
-        self.model, self.augment, self.generator = model, augment, generator
+        self.augment, self.generator = augment, generator
         self.lr, self.alpha, self.rst, self.ap = lr, alpha, rst, ap
-        self.n_augmentations, self.steps, self.episodic = n_augmentations, steps, episodic
+        self.n_augmentations = n_augmentations
         self.params = configure_for_cotta(model)
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+        super().__init__(model, torch.optim.Adam(list(self.params.values()), lr=lr, betas=(0.9, 0.999),
+                                                 weight_decay=0.0), steps, episodic)
+        #: the source values of the trained parameters, which the stochastic restore copies back
         self.source = {k: v.detach().clone() for k, v in self.params.items()}
-        self._saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        #: frozen copies of the set-up network: the anchor stays at the source, the teacher follows the student
         self.anchor = frozen_copy(model)
         self.teacher = frozen_copy(model)
 
     def reset(self) -> None:
         """Restore the student, its optimizer and the teacher to the source state."""
-        self.model.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
+        super().reset()
         self.teacher = frozen_copy(self.model)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
+        """Finite batches only, of at least 2 examples when the network has BatchNorm layers."""
         require_finite(x, "cotta")
         if batchnorm_layers(self.model):
             require_batch_statistics(x, "CoTTA")
-        if self.episodic:
-            self.reset()
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-        return logits
 
     @torch.no_grad()
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +122,8 @@ class CoTTA:
 
     @torch.enable_grad()
     def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """Student step on the teacher's soft pseudo-labels, EMA teacher update, stochastic restore; returns the
+        teacher's logits (computed before the updates)."""
         student = self.model(x)
         teacher = self.teacher_logits(x)
         soft_cross_entropy(student, teacher).mean().backward()
@@ -136,6 +135,7 @@ class CoTTA:
 
     @torch.no_grad()
     def _stochastic_restore(self) -> None:
+        """Reset each element of each trained parameter to its source value with probability ``rst``."""
         if self.rst == 0:
             return
         for name, p in self.params.items():

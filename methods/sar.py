@@ -33,8 +33,6 @@ the paper) restores the source model, the optimizer and the moving average befor
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -42,6 +40,7 @@ from shiftbench.errors import ShiftbenchError
 from shiftbench.families import Batch, ModelAdapter, Task
 from shiftbench.hyperparameters import Bool, Float, Int
 from shiftbench.methods._batchnorm import batchnorm_layers, require_batch_statistics, use_batch_statistics
+from shiftbench.methods._online import OnlineLoop
 from shiftbench.methods.eata import entropy_margin
 from shiftbench.methods.tent import softmax_entropy
 
@@ -73,42 +72,39 @@ def configure_for_sar(model: nn.Module, prefix: str = "") -> list[nn.Parameter]:
     return params
 
 
-class SAR:
+class SAR(OnlineLoop):
     """A model wrapped for SAR: ``sar(x)`` returns logits of batch ``x`` and adapts on it."""
 
     def __init__(self, model: nn.Module, lr: float = 0.00025, steps: int = 1, episodic: bool = False,
                  e0_ratio: float = 0.4, rho: float = 0.05, reset_constant: float = 0.2, prefix: str = ""):
         SARAdapter.check_setting({"lr": lr, "steps": steps, "episodic": episodic, "e0_ratio": e0_ratio, "rho": rho,
                                   "reset_constant": reset_constant})
-        self.model = model
-        self.steps, self.episodic = steps, episodic
         self.e0_ratio, self.rho, self.reset_constant = e0_ratio, rho, reset_constant
         self.params = configure_for_sar(model, prefix)
         self.batch_statistics = bool(batchnorm_layers(model))
-        self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=0.9)
-        self._saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-        self.ema: float | None = None
-        self.recoveries = 0
+        super().__init__(model, torch.optim.SGD(self.params, lr=lr, momentum=0.9), steps, episodic)
+        self.ema: float | None = None  # moving average of the second pass's loss, read by the model recovery
+        self.recoveries = 0  # model recoveries so far (diagnostics, tests)
         #: per-sample masks of the last step: reliable at the first pass, and also at the perturbed pass
         self.reliable = self.reliable_perturbed = torch.zeros(0, dtype=torch.bool)
 
     def reset(self) -> None:
-        """Restore the model and optimizer to their state at construction (the loss average is the caller's)."""
-        self.model.load_state_dict(self._saved[0], strict=True)
-        self.optimizer.load_state_dict(self._saved[1])
+        """Restore the model, the optimizer and the loss average to their state at construction."""
+        super().reset()
+        self.ema = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
+        """Batches of at least 2 examples when the network has BatchNorm layers."""
         if self.batch_statistics:
             require_batch_statistics(x, "SAR on a network with BatchNorm")
-        if self.episodic:
-            self.reset()
-            self.ema = None
-        for _ in range(self.steps):
-            logits = self._forward_and_adapt(x)
-            if self.ema is not None and self.ema < self.reset_constant:
-                self.reset()
-                self.recoveries += 1
-        return logits
+
+    def _recover_if_collapsing(self) -> None:
+        """Model recovery: restore the source model and optimizer once the loss average is below
+        ``reset_constant``; the average itself is kept, as in the official code (hence the base class's
+        :meth:`reset`, not :meth:`SAR.reset`, which clears it)."""
+        if self.ema is not None and self.ema < self.reset_constant:
+            super().reset()
+            self.recoveries += 1
 
     def _mean_entropy_gradient(self, entropy: torch.Tensor) -> list[torch.Tensor]:
         """Gradient of ``entropy.mean()`` w.r.t. the trained parameters (zero when ``entropy`` is empty)."""
@@ -118,6 +114,8 @@ class SAR:
 
     @torch.enable_grad()
     def _forward_and_adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """The sharpness-aware step on the reliable samples, then the model recovery rule; returns the logits of
+        the first forward pass (computed before the update)."""
         logits = self.model(x)
         entropy = softmax_entropy(logits)
         e0 = entropy_margin(logits.shape[1], self.e0_ratio)
@@ -143,6 +141,7 @@ class SAR:
                 p.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad()
+        self._recover_if_collapsing()
         return logits.detach()
 
 

@@ -68,7 +68,7 @@ def indexed_key(cell: dict[str, Any], index: Catalog) -> str | None:
         return None
     if None in codes or None in scorers:
         return None
-    identity = identity_of_codes(*codes)
+    identity = identity_of_codes(*codes, cell["scenario"].get("corruption") is not None)
     if cell.get("scoring"):
         identity["scoring_code"] = scoring_of_codes(scorers)
     return cell_key(cell, identity)

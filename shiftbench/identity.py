@@ -6,7 +6,8 @@ cell (:data:`HARNESS_MODULES`). Each piece is hashed over its module *and every 
 package it imports, transitively* (found by reading the import statements, so lazy imports inside
 functions count too and nothing depends on what happens to be imported already). Editing
 ``methods/bn_adapt.py`` therefore changes the identity of ``bn_adapt``, ``tent`` and the label
-shift adapter (which import it) and of nothing else.
+shift adapter (which import it) and of nothing else. The image corruptions are a fifth piece, of the cells
+whose scenario corrupts its target only (:data:`CORRUPTION_MODULES`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any
 #: modules that turn a (dataset, model, method) into a cell's metrics: scenarios and streams, the
 #: families' ``run``/``evaluate``, the metric code and the split types (with what they import)
 HARNESS_MODULES = ("shiftbench.families", "shiftbench.scenarios", "shiftbench.metrics", "shiftbench.dataset")
+#: the image corruptions: the harness reaches them only when a scenario corrupts its target (a lazy import
+#: in :mod:`shiftbench.scenarios`), so they are their own identity part, ``corruption_code``, of exactly those
+#: cells; editing a corruption leaves every other cell's key alone
+CORRUPTIONS_PACKAGE = "shiftbench.corruptions"
+CORRUPTION_MODULES = ("shiftbench.corruptions.splits",)
 
 
 @lru_cache(maxsize=None)
@@ -78,14 +84,15 @@ def _imported_modules(module: str, path: Path) -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
-def module_closure(module: str) -> tuple[str, ...]:
-    """``module`` and every module of its top-level package that it imports, transitively (sorted)."""
+def module_closure(module: str, outside: str | None = None) -> tuple[str, ...]:
+    """``module`` and every module of its top-level package that it imports, transitively (sorted); with
+    ``outside`` (a package), leaving that package's modules and what only they import out."""
     root = module.split(".")[0]
     seen: set[str] = set()
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or (outside is not None and (name == outside or name.startswith(outside + "."))):
             continue
         path = _source_path(name)
         if path is None:
@@ -98,9 +105,10 @@ def module_closure(module: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
-def code_hash(modules: tuple[str, ...]) -> str:
-    """Hash of the sources of ``modules`` and everything they import within their packages."""
-    names = sorted({m for module in modules for m in module_closure(module)})
+def code_hash(modules: tuple[str, ...], outside: str | None = None) -> str:
+    """Hash of the sources of ``modules`` and everything they import within their packages (with ``outside``,
+    as :func:`module_closure` leaves it out)."""
+    names = sorted({m for module in modules for m in module_closure(module, outside)})
     h = hashlib.sha256()
     for name in names:
         h.update(f"{name}\n".encode())
@@ -129,30 +137,38 @@ def plugin_code(cls: type) -> str:
 
 
 def harness_code() -> str:
-    """Code hash of the harness that runs and scores every cell (:data:`HARNESS_MODULES`)."""
-    return code_hash(HARNESS_MODULES)
+    """Code hash of the harness that runs and scores every cell (:data:`HARNESS_MODULES`), corruptions aside."""
+    return code_hash(HARNESS_MODULES, CORRUPTIONS_PACKAGE)
 
 
-def cell_identity(method: type, model: type, dataset: type) -> dict[str, Any]:
-    """The code identity of a cell: one hash per piece of code its result depends on."""
-    return identity_of_codes(plugin_code(method), plugin_code(model), plugin_code(dataset))
+def corruption_code() -> str:
+    """Code hash of the image corruptions (:data:`CORRUPTION_MODULES`): part of the cells that corrupt."""
+    return code_hash(CORRUPTION_MODULES)
 
 
-def identity_of_codes(method_code: str, model_code: str, dataset_code: str) -> dict[str, Any]:
+def cell_identity(method: type, model: type, dataset: type, corrupts: bool) -> dict[str, Any]:
+    """The code identity of a cell (``corrupts``: its scenario corrupts the target): one hash per piece of
+    code its result depends on."""
+    return identity_of_codes(plugin_code(method), plugin_code(model), plugin_code(dataset), corrupts)
+
+
+def identity_of_codes(method_code: str, model_code: str, dataset_code: str, corrupts: bool) -> dict[str, Any]:
     """:func:`cell_identity` from the plugins' code hashes (:func:`plugin_code` or :func:`module_code`)."""
-    return {"method_code": method_code, "model_code": model_code, "dataset_code": dataset_code,
-            "harness_code": harness_code()}
+    identity = {"method_code": method_code, "model_code": model_code, "dataset_code": dataset_code,
+                "harness_code": harness_code()}
+    return {**identity, "corruption_code": corruption_code()} if corrupts else identity
 
 
 def scoring_identity(scorers: tuple[type, ...]) -> str:
     """Code hash of what computes a cell's selection scores: :mod:`shiftbench.cell_scoring` (and what it
-    imports) and the scorer plugins ``scorers``."""
+    imports, corruptions aside: a corrupting cell's ``corruption_code`` covers them) and the scorer plugins
+    ``scorers``."""
     return scoring_of_codes(tuple(plugin_code(cls) for cls in scorers))
 
 
 def scoring_of_codes(scorer_codes: tuple[str, ...]) -> str:
     """:func:`scoring_identity` from the scorers' code hashes."""
-    parts = [code_hash(("shiftbench.cell_scoring",)), *scorer_codes]
+    parts = [code_hash(("shiftbench.cell_scoring",), CORRUPTIONS_PACKAGE), *scorer_codes]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 

@@ -103,7 +103,7 @@ class Cell:
     def identity(self) -> dict[str, str]:
         """Hashes of the code this cell's result depends on (see :mod:`shiftbench.identity`); with ``scoring``,
         also of the code that computes its selection scores."""
-        identity = _identity(self.method, self.model, self.dataset)
+        identity = _identity(self.method, self.model, self.dataset, self.scenario.corruption is not None)
         if not self.scoring:
             return identity
         return {**identity, "scoring_code": _scoring_identity(tuple(json.loads(self.scoring)["scorers"]))}
@@ -116,9 +116,9 @@ class Cell:
 
 
 @lru_cache(maxsize=None)
-def _identity(method: str, model: str, dataset: str) -> dict[str, str]:
+def _identity(method: str, model: str, dataset: str, corrupts: bool) -> dict[str, str]:
     return cell_identity(method_registry.registry.get(method), model_registry.get(model),
-                         dataset_registry.adapter_class(dataset))
+                         dataset_registry.adapter_class(dataset), corrupts)
 
 
 @lru_cache(maxsize=None)

@@ -251,12 +251,36 @@ def test_jpeg_and_pixelate_are_pillows_exactly(channels):
             np.testing.assert_array_equal(corrupt(image, "pixelate", severity), np.asarray(small.resize((w, h), Image.NEAREST)))
 
 
-@pytest.mark.parametrize("shape", [(32, 32, 3), (37, 50, 3), (64, 33, 1), (63, 64, 3)])
-def test_compiled_pixelate_is_pillows_exactly(shape):
-    """Small images take the compiled copy of Pillow's BOX resampling: every factor of both presets, odd sizes."""
+def test_jpeg_is_pillows_round_trip_on_many_crops_odd_sizes_and_every_quality():
+    """Encoder and decoder come from two libraries; their trip must equal Pillow's on edge blocks too."""
+    from sklearn.datasets import load_sample_images
+
     from shiftbench.corruptions import digital
 
-    assert shape[0] * shape[1] <= digital.COMPILED_PIXELATE_PIXELS
+    rng = np.random.default_rng(5)
+    pictures = load_sample_images().images
+    for i in range(24):
+        h, w = (224, 224) if i < 4 else tuple(int(v) for v in rng.integers(9, 120, 2))
+        photo = pictures[i % 2]
+        top, left = int(rng.integers(0, photo.shape[0] - h)), int(rng.integers(0, photo.shape[1] - w))
+        image = np.ascontiguousarray(photo[top:top + h, left:left + w])
+        if i % 3 == 2:
+            image = np.ascontiguousarray(image[..., :1])
+        for quality in (25, 18, 15, 10, 7, 80):
+            pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+            buffer = io.BytesIO()
+            pil.convert("RGB").save(buffer, "JPEG", quality=quality)
+            decoded = Image.open(buffer)
+            expected = np.asarray(decoded.convert("L") if image.shape[-1] == 1 else decoded).reshape(image.shape)
+            np.testing.assert_array_equal(digital.jpeg_compression(image, (quality,)), expected,
+                                          err_msg=f"{image.shape} q{quality}")
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (37, 50, 3), (64, 33, 1), (63, 64, 3), (224, 224, 3), (150, 97, 1)])
+def test_compiled_pixelate_is_pillows_exactly(shape):
+    """The compiled copy of Pillow's BOX resampling: every factor of both presets, odd sizes, grey and RGB."""
+    from shiftbench.corruptions import digital
+
     image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
     h, w = shape[:2]
     pil = Image.fromarray(image[..., 0] if shape[-1] == 1 else image)

@@ -59,15 +59,43 @@ def test_real_plugins_cover_the_shiftbench_modules_they_import():
     assert not {"shiftbench.chunk_figure", "shiftbench.plots", "shiftbench.methods._monitoring"} & harness  # figures are not
 
 
-@pytest.mark.parametrize("part", ["method_code", "model_code", "dataset_code", "harness_code"])
+def test_the_corruptions_are_their_own_identity_part_outside_the_harness():
+    harness = set().union(*(identity.module_closure(m, identity.CORRUPTIONS_PACKAGE) for m in identity.HARNESS_MODULES))
+    corruptions = set(identity.module_closure(identity.CORRUPTION_MODULES[0]))
+    assert "shiftbench.scenarios" in harness and not any(m.startswith("shiftbench.corruptions") for m in harness)
+    assert {f"shiftbench.corruptions.{m}" for m in ("noise", "blur", "digital", "weather", "ops", "params")} < corruptions
+    # only the corrupting branch of the streams reaches them: nothing else in the harness imports them
+    full = set().union(*(identity.module_closure(m) for m in identity.HARNESS_MODULES))
+    assert full == harness | corruptions
+
+
+def test_editing_a_corruption_changes_the_keys_of_the_corrupting_cells_only(monkeypatch):
+    from shiftbench import runner
+
+    cfg = {"dataset": {"name": "digits", "options": {}, "models": ["small_cnn"],
+                       "scenarios": [{"target": "test"}, {"target": "id_test", "corruption": "fog", "severity": 3}]},
+           "method": ["source_only"], "model": None, "seed": [0], "grid": {}}
+    plain, corrupted = runner.expand_cells(cfg)
+    assert "corruption_code" not in plain.identity() and "corruption_code" in corrupted.identity()
+    before = plain.key, corrupted.key
+    runner._identity.cache_clear()
+    monkeypatch.setattr(identity, "corruption_code", lambda: "edited")
+    try:
+        assert plain.key == before[0] and corrupted.key != before[1]
+    finally:
+        runner._identity.cache_clear()
+
+
+@pytest.mark.parametrize("part", ["method_code", "model_code", "dataset_code", "harness_code", "corruption_code"])
 def test_a_change_in_any_identity_part_changes_every_cell_key(part, monkeypatch, tmp_path):
     from shiftbench import runner
 
-    cfg = {"dataset": {"name": "digits", "options": {}, "models": ["small_cnn"], "scenarios": [{"target": "test"}]},
+    cfg = {"dataset": {"name": "digits", "options": {}, "models": ["small_cnn"],
+                       "scenarios": [{"target": "id_test", "corruption": "fog", "severity": 3}]},
            "method": ["source_only"], "model": None, "seed": [0, 1], "grid": {}}
     cells = runner.expand_cells(cfg)
     before = {c.key for c in cells}
-    real = runner._identity(cells[0].method, cells[0].model, cells[0].dataset)
+    real = runner._identity(cells[0].method, cells[0].model, cells[0].dataset, True)
     monkeypatch.setattr(runner, "_identity", lambda *names: {**real, part: real[part] + "x"})
     assert not before & {c.key for c in cells}
     assert cells[0].identity()[part].endswith("x")

@@ -57,51 +57,52 @@ def on_levels(fn):
 def jpeg_compression(image: np.ndarray, p: tuple) -> np.ndarray:
     """Encode one uint8 (H, W, C) image as a baseline JPEG at ``quality`` and decode it (a codec has no batch form).
 
-    OpenCV and Pillow drive the same libjpeg-turbo with the same settings (IJG tables, 4:2:0 chroma,
-    integer DCT), so this is bit-identical to the reference's Pillow round trip, and 1.1-5x faster.
-    A grey image is encoded as one channel: the reference's grey -> RGB -> JPEG -> grey trip gives the
-    same levels, since grey RGB has exactly neutral chroma."""
+    The reference's Pillow round trip, bit for bit, through the same libjpeg-turbo settings (IJG tables,
+    4:2:0 chroma, integer DCT, fancy upsampling) with less around the codec: OpenCV encodes (BGR),
+    simplejpeg's TurboJPEG decodes straight to RGB. A grey image is encoded as one channel: the
+    reference's grey -> RGB -> JPEG -> grey trip gives the same levels, since grey RGB has exactly
+    neutral chroma."""
     import cv2
+    import simplejpeg
 
     (quality,) = p
     grey = image.shape[-1] == 1
-    pixels = image[..., 0] if grey else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
+    pixels = image[..., 0] if grey else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {image.shape}")
-    if grey:
-        return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)[..., None]
-    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = simplejpeg.decode_jpeg(encoded.tobytes(), colorspace="GRAY" if grey else "RGB",
+                                     fastdct=False, fastupsample=False)
+    return decoded.reshape(image.shape)
 
 
 @on_levels
 def pixelate(image: np.ndarray, p: tuple) -> np.ndarray:
     """Pillow BOX downscale by ``factor``, then back up with NEAREST (imagecorruptions) or BOX (CIFAR-10-C).
 
-    Images up to ``COMPILED_PIXELATE_PIXELS`` go through a compiled copy of Pillow's fixed-point BOX
-    resampling (4x faster at 32 px, where Pillow's per-call overhead dominates); larger ones through
-    Pillow itself, whose resampling loop is tight C code that compiled loops did not beat at 224 px.
-    The NEAREST upscale is OpenCV's INTER_NEAREST_EXACT, which picks the same pixels as Pillow, faster."""
+    A compiled copy of Pillow's fixed-point BOX resampling, bit for bit: the horizontal pass, rounded to
+    8 bits, then the vertical one. Both run as sums of whole rows (contiguous, so they vectorise): the
+    horizontal pass on the transposed image, whose rows are the image's columns. Either upscale copies
+    one small pixel per output pixel: whole rows are repeated, of the transposed small image, then of
+    the image (OpenCV's transpose is a fast blocked copy)."""
     import cv2
-    from PIL import Image
 
     factor, upsample = p
-    h, w = image.shape[:2]
-    small_size = (int(w * factor), int(h * factor))
-    if h * w <= COMPILED_PIXELATE_PIXELS:
-        out = np.empty_like(image)
-        cols, rows = pillow_box_runs(w, small_size[0]), pillow_box_runs(h, small_size[1])
-        _box_pixelate(image, *cols, *rows, _upsample_index(small_size[1], h, upsample),
-                      _upsample_index(small_size[0], w, upsample), out)
-        return out
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    small = pil.resize(small_size, Image.BOX)
-    if upsample == "nearest":
-        return cv2.resize(np.asarray(small), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).reshape(image.shape)
-    return np.asarray(small.resize((w, h), Image.BOX)).reshape(image.shape)
+    h, w, c = image.shape
+    small_w, small_h = int(w * factor), int(h * factor)
+    columns = cv2.transpose(image).reshape(w, h * c)  # row x holds column x
+    narrow = np.empty((small_w, h * c), np.uint8)
+    _box_sum_rows(columns, *pillow_box_runs(w, small_w), narrow)
+    small = np.empty((small_h, small_w * c), np.uint8)
+    _box_sum_rows(cv2.transpose(narrow.reshape(small_w, h, c)).reshape(h, small_w * c),
+                  *pillow_box_runs(h, small_h), small)
+    # the upscale repeats whole rows, of the transposed small image (its columns), then of the image
+    small_columns = cv2.transpose(small.reshape(small_h, small_w, c)).reshape(small_w, small_h * c)
+    stretched = small_columns[_upsample_index(small_w, w, upsample)].reshape(w, small_h, c)
+    small_rows = cv2.transpose(stretched).reshape(small_h, w * c)
+    return small_rows[_upsample_index(small_h, h, upsample)].reshape(image.shape)
 
 
-COMPILED_PIXELATE_PIXELS = 64 * 64
 PILLOW_PRECISION_BITS = 22  # Pillow's fixed-point coefficients for 8-bit images
 
 
@@ -136,32 +137,21 @@ def _upsample_index(small: int, size: int, upsample: str) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _box_pixelate(image, col_start, col_stop, col_coef, row_start, row_stop, row_coef, up_rows, up_cols,
-                  out):  # pragma: no cover - jitted
-    """Pillow's two fixed-point passes (rows, then columns, rounded to 8 bits after each), then the
-    upscale as a gather into ``out``."""
-    h, w, c = image.shape
-    half = np.int64(1) << (PILLOW_PRECISION_BITS - 1)
-    wide = np.empty((h, col_start.size, c), np.int64)
-    small = np.empty((row_start.size, col_start.size, c), np.uint8)
-    for y in range(h):
-        for j in range(col_start.size):
-            for ch in range(c):
-                total = np.int64(0)
-                for x in range(col_start[j], col_stop[j]):
-                    total += image[y, x, ch]
-                wide[y, j, ch] = min((total * col_coef[j] + half) >> PILLOW_PRECISION_BITS, 255)
-    for r in range(row_start.size):
-        for j in range(col_start.size):
-            for ch in range(c):
-                total = np.int64(0)
-                for y in range(row_start[r], row_stop[r]):
-                    total += wide[y, j, ch]
-                small[r, j, ch] = min((total * row_coef[r] + half) >> PILLOW_PRECISION_BITS, 255)
-    for y in range(h):
-        for x in range(w):
-            for ch in range(c):
-                out[y, x, ch] = small[up_rows[y], up_cols[x], ch]
+def _box_sum_rows(src, start, stop, coef, dst):  # pragma: no cover - jitted
+    """One of Pillow's fixed-point BOX passes along the first axis of a 2-D uint8 array:
+    ``dst[r]`` is the rounded, clipped sum of ``src[start[r]:stop[r]]`` times ``coef[r]``."""
+    n = src.shape[1]
+    half = np.int32(1) << (PILLOW_PRECISION_BITS - 1)
+    total = np.empty(n, np.int32)  # at most 255 * run * coef < 2^31: the coefficients are 2^22 / run
+    for r in range(start.size):
+        total[:] = 0
+        for y in range(start[r], stop[r]):
+            for f in range(n):
+                total[f] += src[y, f]
+        k = np.int32(coef[r])
+        for f in range(n):
+            level = (total[f] * k + half) >> PILLOW_PRECISION_BITS
+            dst[r, f] = level if level < 255 else 255
 
 
 def elastic_transform(x: torch.Tensor, p: tuple, rngs: Rngs) -> torch.Tensor:
